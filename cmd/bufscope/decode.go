@@ -76,8 +76,8 @@ error names the file and offset, and the exit status is 3.`,
 
 // timeBound is a parsed --from/--to value.
 type timeBound struct {
-	abs time.Time
-	rel time.Duration
+	abs        time.Time
+	rel        time.Duration
 	isRel, set bool
 }
 

@@ -15,11 +15,11 @@ import (
 // owns no decoding logic: the layers, summaries, trees and JSON come from
 // the decode package.
 type packetPrinter struct {
-	w       io.Writer
-	o       *decodeOptions
-	src     *capture.Merged
-	origin  time.Time // time of the first packet printed
-	enc     *json.Encoder
+	w      io.Writer
+	o      *decodeOptions
+	src    *capture.Merged
+	origin time.Time // time of the first packet printed
+	enc    *json.Encoder
 }
 
 func newPacketPrinter(w io.Writer, o *decodeOptions, src *capture.Merged) *packetPrinter {
