@@ -1,0 +1,1111 @@
+package capture
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	seekable "github.com/SaveTheRbtz/zstd-seekable-format-go/pkg"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/klauspost/compress/zstd"
+)
+
+// ReaderOptions configures a Reader. The zero value reads everything.
+type ReaderOptions struct {
+	// From and To select packets with From <= timestamp < To; a zero value
+	// leaves that side open. In a bufscope trace, frames entirely outside the
+	// window are skipped without being read or decompressed (the time index
+	// says what each frame holds). Other files are read and filtered.
+	From, To time.Time
+	// Workers decompress zstd frames in parallel (default: GOMAXPROCS, at
+	// most 4). Packets still come out in file order.
+	Workers int
+	// MaxDecoderMemory caps the memory one zstd frame may decompress to (and
+	// the window of a streamed frame), so a hostile file cannot exhaust
+	// memory. Default 512 MiB. Frames whose content size is unknown or above
+	// 64 MiB are streamed instead of decompressed whole.
+	MaxDecoderMemory uint64
+	// CopyData makes every Packet.Data a fresh allocation that the caller
+	// owns, instead of a view into the reader's buffers.
+	CopyData bool
+}
+
+// ReaderStats counts what a Reader did; it is safe to call Stats at any time.
+type ReaderStats struct {
+	Frames             int64 // zstd data frames seen (from the seek table, or scanned so far)
+	FramesSkipped      int64 // frames skipped by time without reading them
+	FramesDecompressed int64 // frames (or streamed frames) decompressed
+	CompressedBytes    int64 // compressed bytes read from the file
+	Packets            int64 // packets returned by Next
+}
+
+// Packet is one captured packet.
+type Packet struct {
+	Timestamp     time.Time
+	Interface     int // index into Reader.Interfaces()
+	CaptureLength int // len(Data)
+	Length        int // original length on the wire
+	// Data is owned by the Reader and valid until the next call to Next,
+	// unless ReaderOptions.CopyData is set. Use Clone to keep a packet.
+	Data []byte
+}
+
+// Clone returns a copy of p whose Data the caller owns.
+func (p Packet) Clone() Packet {
+	p.Data = bytes.Clone(p.Data)
+	return p
+}
+
+const (
+	chunkSize      = 1 << 20  // read size for uncompressed files and streamed frames
+	decodeAllLimit = 64 << 20 // larger frames are streamed
+)
+
+type streamKind int
+
+const (
+	kindUnknown streamKind = iota
+	kindPcapng
+	kindPcap
+)
+
+// job is one unit of the read pipeline: a decompressed frame, a chunk of an
+// uncompressed file, a frame the consumer streams itself, or a failure.
+type job struct {
+	frame  zframe
+	done   chan struct{}
+	data   []byte
+	err    error // damage: this frame's data is lost, reading continues
+	fatal  error // nothing after this point can be read
+	stream bool  // decompressed by the consumer in pieces
+	lost   frameTimes
+	known  bool // lost is from the time index
+}
+
+// Reader reads packets from a bufscope trace, a zstd-compressed pcap or
+// pcapng (seekable or not), or a plain pcap/pcapng file.
+//
+// A Reader is not safe for concurrent use: one goroutine calls Next.
+// Interfaces and Topology return the reader's own slices, which later Next
+// calls may extend; Stats and Close may be called from any goroutine.
+type Reader struct {
+	name   string
+	ra     io.ReaderAt
+	size   int64
+	closer io.Closer
+	opts   ReaderOptions
+	from   int64 // ns, math.MinInt64 when open
+	to     int64 // ns, math.MaxInt64 when open
+	fromOn bool
+	toOn   bool
+
+	container string // "bufscope seekable zstd", "seekable zstd", "zstd", ""
+	frames    []zframe
+	index     []frameTimes
+	dec       *zstd.Decoder
+
+	order   chan *job
+	work    chan *job
+	free    chan []byte
+	quit    chan struct{}
+	wg      sync.WaitGroup
+	closeMu sync.Once
+
+	// consumer state
+	curBuf   []byte // pooled buffer behind data, returned on the next pull
+	data     []byte
+	pos      int
+	base     int64 // decompressed-stream offset of data[0]
+	frameIdx int   // frame the current chunk came from, -1 for uncompressed
+	frameOff int64
+	scratch  [2][]byte
+	sIdx     int
+	st       *streamState
+	eof      bool
+	resync   bool // after damage: the next chunk must start a pcapng section
+
+	kind     streamKind
+	bo       binary.ByteOrder
+	local    []localIface
+	ifaces   []Interface
+	topology []byte
+	pcapRes  tsResolution
+	pcapDesc string
+	snap     uint32
+
+	damage  []FrameError
+	stopped bool
+	final   error
+	pending *Packet
+
+	stats struct {
+		frames, skipped, decompressed, compressed, packets atomic.Int64
+	}
+}
+
+type localIface struct {
+	global int
+	res    tsResolution
+	snap   uint32
+}
+
+type streamState struct {
+	job *job
+	dec *zstd.Decoder
+	off int64 // decompressed bytes delivered so far
+}
+
+// Open opens a trace file and recognises its format by its magic bytes:
+// a zstd stream (seekable or not, containing pcapng or pcap), pcapng, or
+// pcap in either byte order with µs or ns timestamps. The header blocks are
+// read before Open returns, so Interfaces, Topology and Format are ready.
+func Open(path string, opts ReaderOptions) (*Reader, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open trace: %w", err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("open trace: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("%s: not a regular file (pipes are not supported: the reader needs random access)", path)
+	}
+	r, err := NewReader(f, fi.Size(), path, opts)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	r.closer = f
+	return r, nil
+}
+
+// NewReader reads a trace of size bytes from ra; name is used in errors.
+// The caller keeps ownership of ra and must keep it open until Close.
+func NewReader(ra io.ReaderAt, size int64, name string, opts ReaderOptions) (*Reader, error) {
+	if opts.Workers <= 0 {
+		opts.Workers = min(runtime.GOMAXPROCS(0), 4)
+	}
+	if opts.MaxDecoderMemory == 0 {
+		opts.MaxDecoderMemory = 512 << 20
+	}
+	r := &Reader{
+		name:     name,
+		ra:       ra,
+		size:     size,
+		opts:     opts,
+		quit:     make(chan struct{}),
+		free:     make(chan []byte, opts.Workers+4),
+		frameIdx: -1,
+	}
+	if !opts.From.IsZero() {
+		r.fromOn, r.from = true, opts.From.UnixNano()
+	}
+	if !opts.To.IsZero() {
+		r.toOn, r.to = true, opts.To.UnixNano()
+	}
+	var magic [4]byte
+	if n, _ := ra.ReadAt(magic[:], 0); n < 4 {
+		return nil, fmt.Errorf("%s: %d bytes: too short for any capture format (empty or truncated file)", name, n)
+	}
+	le := binary.LittleEndian.Uint32(magic[:])
+	switch {
+	case le == zstdMagic || le&skippableMask == skippableBase:
+		dec, err := zstd.NewReader(nil,
+			zstd.WithDecoderConcurrency(opts.Workers),
+			zstd.WithDecoderMaxMemory(opts.MaxDecoderMemory),
+			zstd.WithDecoderMaxWindow(min(opts.MaxDecoderMemory, zstd.MaxWindowSize)))
+		if err != nil {
+			return nil, fmt.Errorf("%s: zstd decoder: %w", name, err)
+		}
+		r.dec = dec
+		r.container = "zstd"
+		r.loadSeekTable()
+	case le == blockSHB || isPcapMagic(magic):
+	default:
+		return nil, fmt.Errorf("%s: not a pcap, pcapng or zstd file (starts with % x): give a trace written by bufscope record, tcpdump or Wireshark", name, magic)
+	}
+	r.start()
+	p, err := r.next()
+	if err != nil && err != io.EOF && r.kind == kindUnknown {
+		r.Close()
+		return nil, err
+	}
+	r.pending = &p
+	r.final = err
+	return r, nil
+}
+
+func isPcapMagic(m [4]byte) bool {
+	be := binary.BigEndian.Uint32(m[:])
+	le := binary.LittleEndian.Uint32(m[:])
+	return be == 0xa1b2c3d4 || le == 0xa1b2c3d4 || be == 0xa1b23c4d || le == 0xa1b23c4d
+}
+
+// loadSeekTable looks for the seekable-format seek table at the end of the
+// file and, just before it, the bufscope time index. A file without them (a
+// writer that was killed, or plain zstd) is read by scanning frames.
+func (r *Reader) loadSeekTable() {
+	if r.size < seekTableFooterLen+8 {
+		return
+	}
+	var foot [seekTableFooterLen]byte
+	if _, err := r.ra.ReadAt(foot[:], r.size-seekTableFooterLen); err != nil {
+		return
+	}
+	if binary.LittleEndian.Uint32(foot[5:]) != seekableMagic {
+		return
+	}
+	n := int64(binary.LittleEndian.Uint32(foot[:]))
+	entry := int64(8)
+	if foot[4]&0x80 != 0 {
+		entry = 12
+	}
+	stLen := 8 + n*entry + seekTableFooterLen
+	if stLen > r.size || stLen > 64<<20 {
+		return
+	}
+	buf := make([]byte, stLen)
+	if _, err := r.ra.ReadAt(buf, r.size-stLen); err != nil {
+		return
+	}
+	st, err := seekable.NewSeekTable(buf)
+	if err != nil {
+		return
+	}
+	frames := make([]zframe, 0, st.NumFrames())
+	var end int64
+	for i := int64(0); i < st.NumFrames(); i++ {
+		e, _ := st.EntryByID(i)
+		frames = append(frames, zframe{index: int(i), off: int64(e.CompressedOffset),
+			clen: int64(e.CompressedSize), dlen: int64(e.DecompressedSize)})
+		end = int64(e.CompressedOffset) + int64(e.CompressedSize)
+	}
+	if end > r.size-stLen {
+		return // the table describes another file; scan instead
+	}
+	r.frames = frames
+	r.container = "seekable zstd"
+	if gap := r.size - stLen - end; gap >= indexHeaderLen && gap <= 64<<20 {
+		ib := make([]byte, gap)
+		if _, err := r.ra.ReadAt(ib, end); err == nil {
+			if idx, err := parseIndexFrame(ib, len(frames)); err == nil {
+				r.index = idx
+				r.container = "bufscope seekable zstd"
+			}
+		}
+	}
+	r.stats.frames.Store(int64(len(frames)))
+}
+
+// start launches the dispatcher, which decides what to read in file order,
+// and the workers that decompress frames.
+func (r *Reader) start() {
+	r.order = make(chan *job, r.opts.Workers+1)
+	r.work = make(chan *job, r.opts.Workers+1)
+	if r.dec != nil {
+		for i := 0; i < r.opts.Workers; i++ {
+			r.wg.Add(1)
+			go r.worker()
+		}
+	}
+	r.wg.Add(1)
+	go r.dispatch()
+}
+
+func (r *Reader) send(j *job, decode bool) bool {
+	select {
+	case r.order <- j:
+	case <-r.quit:
+		return false
+	}
+	if decode {
+		select {
+		case r.work <- j:
+		case <-r.quit:
+			return false
+		}
+	}
+	return true
+}
+
+func (r *Reader) dispatch() {
+	defer r.wg.Done()
+	defer close(r.order)
+	defer close(r.work)
+	switch {
+	case r.dec == nil:
+		r.dispatchRaw()
+	case r.frames != nil:
+		for i, f := range r.frames {
+			j := &job{frame: f, done: make(chan struct{})}
+			if r.index != nil {
+				t := r.index[i]
+				j.lost, j.known = t, true
+				if t.packets > 0 && ((r.fromOn && t.max < r.from) || (r.toOn && t.min >= r.to)) {
+					r.stats.skipped.Add(1)
+					continue
+				}
+			}
+			if !r.dispatchFrame(j) {
+				return
+			}
+		}
+	default:
+		r.dispatchScan()
+	}
+}
+
+func (r *Reader) dispatchRaw() {
+	for off := int64(0); off < r.size; off += chunkSize {
+		buf := r.getBuf(chunkSize)[:min(chunkSize, r.size-off)]
+		n, err := r.ra.ReadAt(buf, off)
+		j := &job{frame: zframe{index: -1, off: off}, done: make(chan struct{}), data: buf[:n]}
+		if n < len(buf) {
+			j.fatal = fmt.Errorf("offset %d: read: %v", off+int64(n), err)
+		}
+		close(j.done)
+		if !r.send(j, false) || j.fatal != nil {
+			return
+		}
+	}
+}
+
+func (r *Reader) dispatchScan() {
+	idx := 0
+	for off := int64(0); off < r.size; {
+		f, err := scanFrame(r.ra, r.size, off)
+		if err != nil {
+			j := &job{frame: zframe{index: idx, off: off}, done: make(chan struct{}), fatal: err}
+			close(j.done)
+			r.send(j, false)
+			return
+		}
+		off += f.clen
+		f.index = idx
+		if f.skippable {
+			if f.truncated {
+				j := &job{frame: f, done: make(chan struct{}),
+					err: fmt.Errorf("skippable frame truncated: file ends %d bytes into its %d", f.clen, f.need)}
+				j.lost.packets, j.known = 0, true
+				close(j.done)
+				if !r.send(j, false) {
+					return
+				}
+			}
+			continue
+		}
+		idx++
+		r.stats.frames.Add(1)
+		j := &job{frame: f, done: make(chan struct{})}
+		if !r.dispatchFrame(j) {
+			return
+		}
+	}
+}
+
+// dispatchFrame queues one data frame for a worker, for the consumer to
+// stream, or as an immediate failure.
+func (r *Reader) dispatchFrame(j *job) bool {
+	f := j.frame
+	switch {
+	case f.truncated:
+		j.err = fmt.Errorf("truncated: the file ends %d bytes into the frame, which needs at least %d", f.clen, f.need)
+	case f.dlen > int64(r.opts.MaxDecoderMemory):
+		j.err = fmt.Errorf("frame decompresses to %d bytes, above the %d-byte decoder memory limit (raise ReaderOptions.MaxDecoderMemory if the file is trusted)", f.dlen, r.opts.MaxDecoderMemory)
+	case f.dlen < 0 || f.dlen > decodeAllLimit:
+		j.stream = true
+	default:
+		return r.send(j, true)
+	}
+	close(j.done)
+	return r.send(j, false)
+}
+
+func (r *Reader) worker() {
+	defer r.wg.Done()
+	var src []byte
+	for {
+		var j *job
+		select {
+		case j = <-r.work:
+		case <-r.quit:
+			return
+		}
+		if j == nil {
+			return
+		}
+		if int64(cap(src)) < j.frame.clen {
+			src = make([]byte, j.frame.clen)
+		}
+		src = src[:j.frame.clen]
+		if _, err := r.ra.ReadAt(src, j.frame.off); err != nil {
+			j.err = fmt.Errorf("read: %w", err)
+			close(j.done)
+			continue
+		}
+		r.stats.compressed.Add(j.frame.clen)
+		r.stats.decompressed.Add(1)
+		out, err := r.dec.DecodeAll(src, r.getBuf(int(j.frame.dlen))[:0])
+		switch {
+		case err != nil:
+			j.err = fmt.Errorf("corrupt zstd data: %w", err)
+			r.putBuf(out)
+		case int64(len(out)) != j.frame.dlen:
+			j.err = fmt.Errorf("frame decompressed to %d bytes, the file says %d", len(out), j.frame.dlen)
+			r.putBuf(out)
+		default:
+			j.data = out
+		}
+		close(j.done)
+	}
+}
+
+func (r *Reader) getBuf(n int) []byte {
+	select {
+	case b := <-r.free:
+		if cap(b) >= n {
+			return b
+		}
+	default:
+	}
+	return make([]byte, 0, max(n, chunkSize))
+}
+
+func (r *Reader) putBuf(b []byte) {
+	if b == nil {
+		return
+	}
+	select {
+	case r.free <- b[:0]:
+	default:
+	}
+}
+
+// pulled is one step of the decompressed stream seen by the parser.
+type pulled struct {
+	data   []byte
+	damage *FrameError
+	fatal  *FrameError
+	eof    bool
+}
+
+// pull returns the next piece of the decompressed stream. The previous
+// piece's buffer goes back to the pool: callers copy what they still need.
+func (r *Reader) pull() pulled {
+	r.putBuf(r.curBuf)
+	r.curBuf = nil
+	for {
+		if r.st != nil {
+			if p, ok := r.pullStream(); ok {
+				return p
+			}
+			continue
+		}
+		j, ok := <-r.order
+		if !ok {
+			return pulled{eof: true}
+		}
+		<-j.done
+		r.frameIdx, r.frameOff = j.frame.index, j.frame.off
+		if r.dec == nil {
+			r.frameIdx = -1
+		}
+		switch {
+		case j.fatal != nil:
+			return pulled{fatal: r.frameError(j, j.fatal)}
+		case j.err != nil:
+			return pulled{damage: r.frameError(j, j.err)}
+		case j.stream:
+			dec, err := zstd.NewReader(io.NewSectionReader(r.ra, j.frame.off, j.frame.clen),
+				zstd.WithDecoderConcurrency(1),
+				zstd.WithDecoderMaxMemory(r.opts.MaxDecoderMemory),
+				zstd.WithDecoderMaxWindow(min(r.opts.MaxDecoderMemory, zstd.MaxWindowSize)))
+			if err != nil {
+				return pulled{damage: r.frameError(j, err)}
+			}
+			r.stats.decompressed.Add(1)
+			r.stats.compressed.Add(j.frame.clen)
+			r.st = &streamState{job: j, dec: dec}
+			continue
+		}
+		r.curBuf = j.data
+		return pulled{data: j.data}
+	}
+}
+
+// pullStream reads the next piece of a frame the consumer decompresses
+// itself; ok is false when the frame ended cleanly.
+func (r *Reader) pullStream() (pulled, bool) {
+	st := r.st
+	buf := r.getBuf(chunkSize)[:chunkSize]
+	n := 0
+	var err error
+	for n < len(buf) && err == nil {
+		var m int
+		m, err = st.dec.Read(buf[n:])
+		n += m
+	}
+	if n > 0 {
+		r.curBuf = buf[:n]
+		st.off += int64(n)
+		if err != nil && err != io.EOF {
+			// Deliver what decoded; the damage is reported on the next pull.
+			return pulled{data: buf[:n]}, true
+		}
+		if err == io.EOF {
+			st.dec.Close()
+			r.st = nil
+		}
+		return pulled{data: buf[:n]}, true
+	}
+	r.putBuf(buf)
+	st.dec.Close()
+	r.st = nil
+	if err != nil && err != io.EOF {
+		fe := r.frameError(st.job, fmt.Errorf("corrupt zstd data after %d decompressed bytes: %w", st.off, err))
+		fe.Lost = -1
+		return pulled{damage: fe}, true
+	}
+	return pulled{}, false
+}
+
+func (r *Reader) frameError(j *job, err error) *FrameError {
+	fe := &FrameError{Frame: j.frame.index, Offset: j.frame.off, Err: err, Lost: -1, StreamOffset: -1}
+	if r.dec == nil {
+		fe.Frame = -1
+	}
+	if j.known {
+		fe.Lost = int64(j.lost.packets)
+		if fe.Lost > 0 {
+			fe.First, fe.Last = time.Unix(0, j.lost.min), time.Unix(0, j.lost.max)
+		}
+	}
+	return fe
+}
+
+// errResync is returned by fill when damage cut the stream: the parser drops
+// the partial block and continues at the next pcapng section.
+var errResync = errors.New("resync")
+
+// fill makes n contiguous bytes available at data[pos:]. It returns io.EOF
+// when the stream ended cleanly before any of them, errResync after damage,
+// and a *FrameError when the stream ends inside the n bytes or cannot go on.
+func (r *Reader) fill(n int) ([]byte, error) {
+	if len(r.data)-r.pos >= n {
+		return r.data[r.pos : r.pos+n], nil
+	}
+	have := len(r.data) - r.pos
+	if r.eof {
+		if have == 0 {
+			return nil, io.EOF
+		}
+		return nil, r.truncatedAt(n)
+	}
+	r.sIdx ^= 1
+	s := append(r.scratch[r.sIdx][:0], r.data[r.pos:]...)
+	startOff := r.base + int64(r.pos)
+	for {
+		p := r.pull()
+		switch {
+		case p.fatal != nil:
+			r.data, r.pos = nil, 0
+			return nil, r.stop(p.fatal)
+		case p.damage != nil:
+			r.damage = append(r.damage, *p.damage)
+			r.data, r.pos, r.base = nil, 0, startOff+int64(len(s))
+			r.resync = true
+			return nil, errResync
+		case p.eof:
+			r.eof = true
+			if len(s) == 0 {
+				r.data, r.pos, r.base = nil, 0, startOff
+				return nil, io.EOF
+			}
+			r.data, r.pos, r.base = s, 0, startOff
+			r.scratch[r.sIdx] = s
+			return nil, r.truncatedAt(n)
+		}
+		if len(s) == 0 && len(p.data) >= n {
+			r.data, r.pos, r.base = p.data, 0, startOff
+			return r.data[:n], nil
+		}
+		s = append(s, p.data...)
+		r.scratch[r.sIdx] = s
+		if len(s) >= n {
+			r.data, r.pos, r.base = s, 0, startOff
+			return r.data[:n], nil
+		}
+	}
+}
+
+func (r *Reader) truncatedAt(n int) error {
+	have := len(r.data) - r.pos
+	err := fmt.Errorf("truncated: %s ends %d bytes into a %d-byte record at stream offset %d", r.streamName(), have, n, r.base+int64(r.pos))
+	return r.stop(r.blockError(err))
+}
+
+func (r *Reader) streamName() string {
+	if r.dec != nil {
+		return "the decompressed stream"
+	}
+	return "the file"
+}
+
+// blockError describes a problem at the parser's position.
+func (r *Reader) blockError(err error) *FrameError {
+	fe := &FrameError{Frame: r.frameIdx, Offset: r.frameOff, Err: err, Lost: -1, StreamOffset: r.base + int64(r.pos)}
+	if r.dec == nil {
+		fe.Frame = -1
+		fe.Offset = r.base + int64(r.pos)
+	}
+	return fe
+}
+
+// stop records a damage that ends the read and returns the final error.
+func (r *Reader) stop(fe *FrameError) error {
+	r.damage = append(r.damage, *fe)
+	r.stopped = true
+	return r.damageError()
+}
+
+func (r *Reader) damageError() error {
+	if len(r.damage) == 0 {
+		return io.EOF
+	}
+	return &DamageError{File: r.name, Frames: r.damage, Stopped: r.stopped}
+}
+
+// Next returns the next packet in file order. At the end it returns io.EOF,
+// or, if parts of the file were damaged, a *DamageError listing them after
+// every intact packet has been returned. The error repeats on later calls.
+func (r *Reader) Next() (Packet, error) {
+	if r.pending != nil {
+		p := *r.pending
+		r.pending = nil
+		if r.final != nil {
+			return Packet{}, r.final
+		}
+		return r.deliver(p), nil
+	}
+	if r.final != nil {
+		return Packet{}, r.final
+	}
+	p, err := r.next()
+	if err != nil {
+		r.final = err
+		return Packet{}, err
+	}
+	return r.deliver(p), nil
+}
+
+func (r *Reader) deliver(p Packet) Packet {
+	r.stats.packets.Add(1)
+	if r.opts.CopyData {
+		p.Data = bytes.Clone(p.Data)
+	}
+	return p
+}
+
+// next parses blocks until a packet inside the time window, the end, or an
+// error that ends the read.
+func (r *Reader) next() (Packet, error) {
+	for {
+		p, ok, err := r.parseOne()
+		if err == errResync {
+			continue
+		}
+		if err != nil {
+			if err == io.EOF {
+				return Packet{}, r.damageError()
+			}
+			return Packet{}, err
+		}
+		if !ok {
+			continue
+		}
+		ns := p.Timestamp.UnixNano()
+		if (r.fromOn && ns < r.from) || (r.toOn && ns >= r.to) {
+			continue
+		}
+		return p, nil
+	}
+}
+
+// parseOne consumes one block or record; ok reports a packet.
+func (r *Reader) parseOne() (Packet, bool, error) {
+	if r.resync || r.kind == kindUnknown {
+		b, err := r.fill(4)
+		if err != nil {
+			return Packet{}, false, err
+		}
+		m := [4]byte(b)
+		switch {
+		case binary.LittleEndian.Uint32(b) == blockSHB:
+			if r.kind == kindPcap {
+				return Packet{}, false, r.stop(r.blockError(errors.New("pcapng section inside a pcap stream")))
+			}
+			r.kind = kindPcapng
+		case r.kind == kindUnknown && isPcapMagic(m):
+			r.kind = kindPcap
+			return Packet{}, false, r.parsePcapHeader()
+		case r.kind == kindUnknown:
+			return Packet{}, false, r.stop(r.blockError(fmt.Errorf("decompressed data is neither pcap nor pcapng (starts with % x)", b)))
+		default:
+			return Packet{}, false, r.stop(r.blockError(errors.New("cannot resynchronise after the damage: the next frame does not start a pcapng section")))
+		}
+		r.resync = false
+	}
+	if r.kind == kindPcap {
+		return r.parsePcapRecord()
+	}
+	return r.parseBlock()
+}
+
+// skipDamaged records a bad block and drops the rest of the current chunk:
+// in a bufscope trace that is the rest of the frame, and the next frame
+// starts a fresh section.
+func (r *Reader) skipDamaged(err error) error {
+	fe := r.blockError(err)
+	if r.dec == nil {
+		return r.stop(fe)
+	}
+	fe.Err = fmt.Errorf("%w (rest of the frame skipped)", err)
+	r.damage = append(r.damage, *fe)
+	r.pos = len(r.data)
+	r.resync = true
+	return errResync
+}
+
+func (r *Reader) parseBlock() (Packet, bool, error) {
+	h, err := r.fill(12)
+	if err == io.EOF {
+		return Packet{}, false, io.EOF
+	}
+	if err != nil {
+		if err == errResync {
+			return Packet{}, false, err
+		}
+		// A final block shorter than 12 bytes.
+		return Packet{}, false, err
+	}
+	btype := binary.LittleEndian.Uint32(h)
+	if btype == blockSHB {
+		switch binary.LittleEndian.Uint32(h[8:]) {
+		case byteOrderMagic:
+			r.bo = binary.LittleEndian
+		case 0x4D3C2B1A:
+			r.bo = binary.BigEndian
+		default:
+			return Packet{}, false, r.skipDamaged(fmt.Errorf("section header with byte-order magic % x", h[8:12]))
+		}
+	} else if r.bo == nil {
+		return Packet{}, false, r.skipDamaged(errors.New("pcapng block before any section header"))
+	}
+	btype = r.bo.Uint32(h)
+	blen := r.bo.Uint32(h[4:])
+	if blen%4 != 0 || blen < 12 || blen > maxBlockLen {
+		return Packet{}, false, r.skipDamaged(fmt.Errorf("pcapng block type %#x with impossible length %d", btype, blen))
+	}
+	b, err := r.fill(int(blen))
+	if err != nil {
+		return Packet{}, false, err
+	}
+	if r.bo.Uint32(b[blen-4:]) != blen {
+		return Packet{}, false, r.skipDamaged(fmt.Errorf("pcapng block type %#x: trailing length %d differs from leading %d", btype, r.bo.Uint32(b[blen-4:]), blen))
+	}
+	body := b[8 : blen-4]
+	var p Packet
+	ok := false
+	switch btype {
+	case blockSHB:
+		err = r.parseSHB(body)
+	case blockIDB:
+		err = r.parseIDB(body)
+	case blockEPB:
+		p, ok, err = r.parseEPB(body)
+	case blockSPB:
+		p, ok, err = r.parseSPB(body)
+	case blockOPB:
+		p, ok, err = r.parseOPB(body)
+	}
+	if err != nil {
+		return Packet{}, false, r.skipDamaged(fmt.Errorf("pcapng block type %#x: %w", btype, err))
+	}
+	r.pos += int(blen)
+	return p, ok, nil
+}
+
+// forOptions calls fn for every option in opts until opt_endofopt.
+func (r *Reader) forOptions(opts []byte, fn func(code uint16, v []byte) error) error {
+	for len(opts) >= 4 {
+		code := r.bo.Uint16(opts)
+		l := int(r.bo.Uint16(opts[2:]))
+		if code == optEndOfOpt {
+			return nil
+		}
+		if 4+l > len(opts) {
+			return fmt.Errorf("option %d of %d bytes overruns the block", code, l)
+		}
+		if err := fn(code, opts[4:4+l]); err != nil {
+			return err
+		}
+		opts = opts[min(len(opts), 4+pad4(l)):]
+	}
+	return nil
+}
+
+func (r *Reader) parseSHB(body []byte) error {
+	if len(body) < 16 {
+		return fmt.Errorf("section header body of %d bytes, need 16", len(body))
+	}
+	if major := r.bo.Uint16(body[4:]); major != 1 {
+		return fmt.Errorf("pcapng major version %d, only 1 exists", major)
+	}
+	r.local = r.local[:0]
+	return r.forOptions(body[16:], func(code uint16, v []byte) error {
+		if code == optComment && bytes.HasPrefix(v, []byte(topologyPrefix)) && r.topology == nil {
+			r.topology = bytes.Clone(v[len(topologyPrefix):])
+		}
+		return nil
+	})
+}
+
+func (r *Reader) parseIDB(body []byte) error {
+	if len(body) < 8 {
+		return fmt.Errorf("interface description body of %d bytes, need 8", len(body))
+	}
+	ifc := Interface{LinkType: layers.LinkType(r.bo.Uint16(body)), SnapLen: r.bo.Uint32(body[4:])}
+	li := localIface{res: tsResolution{exp: 6}, snap: ifc.SnapLen}
+	err := r.forOptions(body[8:], func(code uint16, v []byte) error {
+		switch code {
+		case optIfName:
+			ifc.Name = string(v)
+		case optIfDesc:
+			ifc.Description = string(v)
+		case optIfTsresol:
+			if len(v) != 1 {
+				return fmt.Errorf("if_tsresol of %d bytes", len(v))
+			}
+			res, ok := parseTsresol(v[0])
+			if !ok {
+				return fmt.Errorf("if_tsresol %#x is finer than this reader supports", v[0])
+			}
+			li.res.pow2, li.res.exp = res.pow2, res.exp
+		case optIfTsoff:
+			if len(v) != 8 {
+				return fmt.Errorf("if_tsoffset of %d bytes", len(v))
+			}
+			li.res.offset = int64(r.bo.Uint64(v))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	// Sections repeat the interfaces of earlier ones (a bufscope trace
+	// repeats them in every frame): the same description at the same
+	// position is the same capture point.
+	n := len(r.local)
+	if n < len(r.ifaces) && r.ifaces[n] == ifc {
+		li.global = n
+	} else {
+		r.ifaces = append(r.ifaces, ifc)
+		li.global = len(r.ifaces) - 1
+	}
+	r.local = append(r.local, li)
+	return nil
+}
+
+func (r *Reader) iface(id uint32) (*localIface, error) {
+	if int64(id) >= int64(len(r.local)) {
+		return nil, fmt.Errorf("packet on interface %d, but the section describes %d", id, len(r.local))
+	}
+	return &r.local[id], nil
+}
+
+func (r *Reader) parseEPB(body []byte) (Packet, bool, error) {
+	if len(body) < 20 {
+		return Packet{}, false, fmt.Errorf("enhanced packet body of %d bytes, need 20", len(body))
+	}
+	li, err := r.iface(r.bo.Uint32(body))
+	if err != nil {
+		return Packet{}, false, err
+	}
+	units := uint64(r.bo.Uint32(body[4:]))<<32 | uint64(r.bo.Uint32(body[8:]))
+	caplen := r.bo.Uint32(body[12:])
+	if int64(caplen) > int64(len(body)-20) {
+		return Packet{}, false, fmt.Errorf("captured length %d overruns the %d-byte block", caplen, len(body)+12)
+	}
+	return Packet{Timestamp: li.res.time(units), Interface: li.global, CaptureLength: int(caplen),
+		Length: int(r.bo.Uint32(body[16:])), Data: body[20 : 20+caplen : 20+caplen]}, true, nil
+}
+
+func (r *Reader) parseOPB(body []byte) (Packet, bool, error) {
+	if len(body) < 20 {
+		return Packet{}, false, fmt.Errorf("packet block body of %d bytes, need 20", len(body))
+	}
+	li, err := r.iface(uint32(r.bo.Uint16(body)))
+	if err != nil {
+		return Packet{}, false, err
+	}
+	units := uint64(r.bo.Uint32(body[4:]))<<32 | uint64(r.bo.Uint32(body[8:]))
+	caplen := r.bo.Uint32(body[12:])
+	if int64(caplen) > int64(len(body)-20) {
+		return Packet{}, false, fmt.Errorf("captured length %d overruns the %d-byte block", caplen, len(body)+12)
+	}
+	return Packet{Timestamp: li.res.time(units), Interface: li.global, CaptureLength: int(caplen),
+		Length: int(r.bo.Uint32(body[16:])), Data: body[20 : 20+caplen : 20+caplen]}, true, nil
+}
+
+// parseSPB decodes a Simple Packet Block: interface 0, no timestamp (the
+// packet gets the zero time), captured length from the block and snap length.
+func (r *Reader) parseSPB(body []byte) (Packet, bool, error) {
+	if len(body) < 4 {
+		return Packet{}, false, fmt.Errorf("simple packet body of %d bytes, need 4", len(body))
+	}
+	li, err := r.iface(0)
+	if err != nil {
+		return Packet{}, false, err
+	}
+	orig := r.bo.Uint32(body)
+	caplen := int64(len(body) - 4)
+	caplen = min(caplen, int64(orig))
+	if li.snap != 0 {
+		caplen = min(caplen, int64(li.snap))
+	}
+	return Packet{Interface: li.global, CaptureLength: int(caplen), Length: int(orig),
+		Data: body[4 : 4+caplen : 4+caplen]}, true, nil
+}
+
+func (r *Reader) parsePcapHeader() error {
+	h, err := r.fill(24)
+	if err != nil {
+		if err == io.EOF || err == errResync {
+			return r.stop(r.blockError(errors.New("pcap file header missing")))
+		}
+		return err
+	}
+	endian, unit := "little-endian", "µs"
+	switch {
+	case binary.LittleEndian.Uint32(h) == 0xa1b2c3d4:
+		r.bo = binary.LittleEndian
+	case binary.BigEndian.Uint32(h) == 0xa1b2c3d4:
+		r.bo, endian = binary.BigEndian, "big-endian"
+	case binary.LittleEndian.Uint32(h) == 0xa1b23c4d:
+		r.bo, unit = binary.LittleEndian, "ns"
+	default:
+		r.bo, endian, unit = binary.BigEndian, "big-endian", "ns"
+	}
+	r.pcapRes = tsResolution{exp: 6}
+	if unit == "ns" {
+		r.pcapRes.exp = 9
+	}
+	r.pcapDesc = fmt.Sprintf("pcap (%s, %s)", unit, endian)
+	r.snap = r.bo.Uint32(h[16:])
+	link := r.bo.Uint32(h[20:])
+	r.ifaces = append(r.ifaces, Interface{Name: filepath.Base(r.name), LinkType: layers.LinkType(link & 0xffff), SnapLen: r.snap})
+	r.pos += 24
+	return nil
+}
+
+func (r *Reader) parsePcapRecord() (Packet, bool, error) {
+	h, err := r.fill(16)
+	if err != nil {
+		if err == errResync {
+			// A pcap stream has no sections to resynchronise at.
+			r.stopped = true
+			return Packet{}, false, r.damageError()
+		}
+		return Packet{}, false, err
+	}
+	caplen := r.bo.Uint32(h[8:])
+	if caplen > maxBlockLen {
+		return Packet{}, false, r.stop(r.blockError(fmt.Errorf("pcap record with captured length %d (snap length %d): corrupt record header", caplen, r.snap)))
+	}
+	sec, frac := r.bo.Uint32(h), r.bo.Uint32(h[4:])
+	orig := r.bo.Uint32(h[12:])
+	b, err := r.fill(16 + int(caplen))
+	if err != nil {
+		if err == errResync {
+			r.stopped = true
+			return Packet{}, false, r.damageError()
+		}
+		return Packet{}, false, err
+	}
+	units := uint64(sec)*pow10[r.pcapRes.exp] + uint64(frac)
+	p := Packet{Timestamp: r.pcapRes.time(units), CaptureLength: int(caplen), Length: int(orig),
+		Data: b[16 : 16+caplen : 16+caplen]}
+	r.pos += 16 + int(caplen)
+	return p, true, nil
+}
+
+// Interfaces returns the capture points met so far; every Packet.Interface
+// returned indexes it. The slice is the Reader's: do not modify it.
+func (r *Reader) Interfaces() []Interface { return r.ifaces }
+
+// Topology returns the topology stored by the writer (nil if none).
+func (r *Reader) Topology() []byte { return r.topology }
+
+// Format names the container and capture format, e.g. "bufscope seekable
+// zstd pcapng" or "pcap (µs, little-endian)".
+func (r *Reader) Format() string {
+	inner := "pcapng"
+	switch r.kind {
+	case kindPcap:
+		inner = r.pcapDesc
+	case kindUnknown:
+		inner = "(empty)"
+	}
+	if r.container == "" {
+		return inner
+	}
+	return r.container + " " + inner
+}
+
+// Stats returns counters of the work done so far.
+func (r *Reader) Stats() ReaderStats {
+	return ReaderStats{
+		Frames:             r.stats.frames.Load(),
+		FramesSkipped:      r.stats.skipped.Load(),
+		FramesDecompressed: r.stats.decompressed.Load(),
+		CompressedBytes:    r.stats.compressed.Load(),
+		Packets:            r.stats.packets.Load(),
+	}
+}
+
+// Close stops the workers, releases the decoders and closes the file if
+// Open opened it. Packets returned earlier become invalid unless copied.
+func (r *Reader) Close() error {
+	var err error
+	r.closeMu.Do(func() {
+		close(r.quit)
+		// Drain so a dispatcher blocked on a full queue sees quit.
+		go func() {
+			for range r.order {
+			}
+		}()
+		r.wg.Wait()
+		if r.st != nil {
+			r.st.dec.Close()
+			r.st = nil
+		}
+		if r.dec != nil {
+			r.dec.Close()
+		}
+		if r.closer != nil {
+			err = r.closer.Close()
+		}
+	})
+	return err
+}
