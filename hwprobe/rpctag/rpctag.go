@@ -1,0 +1,290 @@
+//go:build linux
+
+// Package rpctag is the API an RPC framework calls to have its messages
+// tagged by the eBPF request tagger (package tagger).
+//
+// Before writing the first byte of a message, the framework calls
+// BeginMessage with the message's kind, RPC (span) ID, trace ID and length.
+// rpctag knows the message's stream offset because every byte of the
+// connection is written through Conn, and inserts
+// (socket cookie, stream offset) -> tag into the tagger's map; the kernel
+// side writes the tag into the segment that starts at that offset.
+//
+// A process that did not load the tagger opens its pinned map with Open; the
+// loading process can use NewTable(t.Tags()).
+package rpctag
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"syscall"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+)
+
+// Kind is the message kind carried in the tag.
+type Kind uint8
+
+// Message kinds (docs/wire-format.md, MKind).
+const (
+	Request  Kind = 1
+	Response Kind = 2
+)
+
+// Version is the tag layout version rpctag writes.
+const Version = 1
+
+// BodyLen is the size of the tag after kind, length and ExID: the part the
+// tags map stores (the kernel prepends the other four bytes).
+const BodyLen = 24
+
+// Key is the tags map key; its layout matches struct tag_key in
+// hwprobe/tagger/bpf/tagger.bpf.c.
+type Key struct {
+	Cookie uint64 // SO_COOKIE of the sending socket
+	Offset uint32 // stream offset of the message's first byte, modulo 2^32
+	_      uint32
+}
+
+// Body is a tags map value: wire bytes 4..27 of the request tag.
+type Body [BodyLen]byte
+
+// EncodeBody lays out the tag fields after the ExID as they go on the wire.
+// Flags is normally 0: the kernel sets the retransmission flag itself.
+func EncodeBody(kind Kind, flags uint8, rpcID, traceID uint64, length uint32) Body {
+	var b Body
+	b[0] = Version<<4 | uint8(kind)&0x0f
+	b[1] = flags
+	binary.BigEndian.PutUint64(b[2:10], rpcID)
+	binary.BigEndian.PutUint64(b[10:18], traceID)
+	binary.BigEndian.PutUint32(b[18:22], length)
+	// b[22:24] reserved, zero.
+	return b
+}
+
+// Table is a handle on a tagger's tags map. Safe for concurrent use.
+type Table struct {
+	m     *ebpf.Map
+	owned bool
+}
+
+// Open opens the tags map a tagger pinned at pinPath (tagger.Tagger.PinPath,
+// by default /sys/fs/bpf/bufscope/tags). Needs the permission to open BPF
+// objects (root). Close the Table when done.
+func Open(pinPath string) (*Table, error) {
+	m, err := ebpf.LoadPinnedMap(pinPath, nil)
+	if err != nil {
+		return nil, fmt.Errorf("rpctag: opening tags map %s (is a tagger loaded? see `bufscope deploy`): %w", pinPath, err)
+	}
+	if err := checkLayout(m); err != nil {
+		m.Close()
+		return nil, fmt.Errorf("rpctag: %s: %w", pinPath, err)
+	}
+	return &Table{m: m, owned: true}, nil
+}
+
+// NewTable uses a map the caller owns (tagger.Tagger.Tags); Close then
+// leaves it open.
+func NewTable(m *ebpf.Map) (*Table, error) {
+	if err := checkLayout(m); err != nil {
+		return nil, fmt.Errorf("rpctag: %w", err)
+	}
+	return &Table{m: m}, nil
+}
+
+func checkLayout(m *ebpf.Map) error {
+	if m.KeySize() != 16 || m.ValueSize() != BodyLen {
+		return fmt.Errorf("map has key/value sizes %d/%d, want 16/%d: not a tags map of this version", m.KeySize(), m.ValueSize(), BodyLen)
+	}
+	return nil
+}
+
+// Close releases the map if Open created the handle.
+func (t *Table) Close() error {
+	if t.owned {
+		return t.m.Close()
+	}
+	return nil
+}
+
+// Wrap takes over writing to c. It must be called before any byte is
+// written to c, because stream offsets are counted from the first byte;
+// afterwards all writes must go through the returned Conn. Wrap turns on
+// TCP_NODELAY (Go's default anyway): with Nagle, a message could start in
+// the middle of a segment, where no tag can mark it.
+func (t *Table) Wrap(c *net.TCPConn) (*Conn, error) {
+	if err := c.SetNoDelay(true); err != nil {
+		return nil, fmt.Errorf("rpctag: setting TCP_NODELAY: %w", err)
+	}
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return nil, fmt.Errorf("rpctag: %w", err)
+	}
+	var cookie uint64
+	var serr error
+	if err := raw.Control(func(fd uintptr) {
+		cookie, serr = unix.GetsockoptUint64(int(fd), unix.SOL_SOCKET, unix.SO_COOKIE)
+	}); err != nil {
+		return nil, fmt.Errorf("rpctag: %w", err)
+	}
+	if serr != nil {
+		return nil, fmt.Errorf("rpctag: reading SO_COOKIE: %w", serr)
+	}
+	cn := &Conn{TCPConn: c, raw: raw, table: t, cookie: cookie}
+	cn.sendFn = cn.sendOnce
+	return cn, nil
+}
+
+// pruneEvery is how many announced messages accumulate before Conn asks the
+// kernel which of them are acknowledged and removes their entries.
+const pruneEvery = 256
+
+// maxLag bounds how far behind the write position an entry may stay: the
+// kernel matches 32-bit offsets, so an entry must be gone long before the
+// stream wraps onto it. No TCP send buffer holds a gigabyte unacknowledged.
+const maxLag = 1 << 30
+
+// Conn is a TCP connection whose messages are tagged. Embedded methods
+// (Read, SetDeadline, ...) are the net.TCPConn's. Write and BeginMessage
+// may be called from several goroutines, but a message's bytes must not be
+// interleaved with another's, as with any framing.
+type Conn struct {
+	*net.TCPConn
+	raw    syscall.RawConn
+	table  *Table
+	cookie uint64
+
+	mu      sync.Mutex
+	written uint64   // stream offset of the next byte written
+	msgEnd  uint64   // stream offset just past the current message
+	pending []uint64 // offsets of announced messages, oldest first
+
+	// sendOnce state, kept here so a Write allocates nothing.
+	sendFn    func(fd uintptr) bool
+	sendBuf   []byte
+	sendFlags int
+	sendN     int
+	sendErr   error
+}
+
+// Cookie is the socket cookie (SO_COOKIE) that keys this connection's
+// entries.
+func (c *Conn) Cookie() uint64 { return c.cookie }
+
+// Offset is the stream offset of the next byte Write will send.
+func (c *Conn) Offset() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.written
+}
+
+// BeginMessage announces that the next length bytes written form one
+// message. It returns an error if the previous message is not completely
+// written, or if the kernel map refuses the entry (the message is then sent
+// untagged if the caller goes on).
+func (c *Conn) BeginMessage(kind Kind, rpcID, traceID uint64, length uint32) error {
+	if kind != Request && kind != Response {
+		return fmt.Errorf("rpctag: message kind %d: want Request (1) or Response (2)", kind)
+	}
+	if length == 0 {
+		return errors.New("rpctag: message length 0: an empty message has no first byte to tag")
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.written < c.msgEnd {
+		return fmt.Errorf("rpctag: previous message at offset %d still has %d bytes to write", c.msgEnd, c.msgEnd-c.written)
+	}
+	if len(c.pending) >= pruneEvery {
+		c.prune()
+	}
+	key := Key{Cookie: c.cookie, Offset: uint32(c.written)}
+	body := EncodeBody(kind, 0, rpcID, traceID, length)
+	if err := c.table.m.Update(&key, &body, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("rpctag: announcing message at offset %d: %w", c.written, err)
+	}
+	c.pending = append(c.pending, c.written)
+	c.msgEnd = c.written + uint64(length)
+	return nil
+}
+
+// prune removes the entries of messages whose first byte the peer has
+// acknowledged: they can no longer be retransmitted.
+func (c *Conn) prune() {
+	acked := uint64(0)
+	_ = c.raw.Control(func(fd uintptr) {
+		if info, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO); err == nil {
+			acked = info.Bytes_acked
+		}
+	})
+	i := 0
+	for ; i < len(c.pending); i++ {
+		off := c.pending[i]
+		// bytes_acked may or may not count the SYN: allow for one byte.
+		if off+1 >= acked && off+maxLag >= c.written {
+			break
+		}
+		key := Key{Cookie: c.cookie, Offset: uint32(off)}
+		_ = c.table.m.Delete(&key) // already evicted by the LRU is fine
+	}
+	c.pending = append(c.pending[:0], c.pending[i:]...)
+}
+
+// Write sends p. The write that completes the current message is sent with
+// MSG_EOR, so the kernel never appends the next message to the same
+// segment: its first byte then starts a segment and can carry the tag.
+func (c *Conn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	total := 0
+	for len(p) > 0 {
+		chunk, flags := p, 0
+		if c.written < c.msgEnd && uint64(len(p)) >= c.msgEnd-c.written {
+			chunk, flags = p[:c.msgEnd-c.written], unix.MSG_EOR
+		}
+		n, err := c.send(chunk, flags)
+		total += n
+		c.written += uint64(n)
+		if err != nil {
+			return total, err
+		}
+		p = p[n:]
+	}
+	return total, nil
+}
+
+func (c *Conn) send(p []byte, flags int) (int, error) {
+	c.sendBuf, c.sendFlags, c.sendN, c.sendErr = p, flags, 0, nil
+	err := c.raw.Write(c.sendFn)
+	n, serr := c.sendN, c.sendErr
+	c.sendBuf = nil
+	if err == nil {
+		err = serr
+	}
+	if err != nil {
+		return n, &net.OpError{Op: "write", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
+	}
+	return n, nil
+}
+
+// sendOnce is the RawConn callback: it returns false to wait for the
+// socket to become writable.
+func (c *Conn) sendOnce(fd uintptr) bool {
+	for c.sendN < len(c.sendBuf) {
+		n, err := unix.SendmsgN(int(fd), c.sendBuf[c.sendN:], nil, nil, c.sendFlags|unix.MSG_NOSIGNAL|unix.MSG_DONTWAIT)
+		switch err {
+		case nil:
+			c.sendN += n
+		case unix.EINTR:
+		case unix.EAGAIN:
+			return false
+		default:
+			c.sendErr = err
+			return true
+		}
+	}
+	return true
+}

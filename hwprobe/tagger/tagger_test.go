@@ -1,0 +1,506 @@
+//go:build linux
+
+package tagger_test
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
+	"golang.org/x/sys/unix"
+
+	"github.com/bufscope/bufscope/hwprobe/rpctag"
+	"github.com/bufscope/bufscope/hwprobe/tagger"
+)
+
+// The client side of the lab runs as a child process (this test binary
+// again) so that it can live in the tagged cgroup and the client netns
+// while the test itself stays outside both.
+func TestMain(m *testing.M) {
+	if os.Getenv("BST_TAGGER_CLIENT") != "" {
+		if err := clientMain(os.Getenv("BST_NETNS"), os.Getenv("BST_PIN"), os.Getenv("BST_ADDR"), os.Getenv("BST_PLAN")); err != nil {
+			fmt.Fprintln(os.Stderr, "client:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// message is one RPC message as the client announced and sent it.
+type message struct {
+	port    uint16
+	offset  uint64
+	size    uint32
+	rpcID   uint64
+	traceID uint64
+	kind    rpctag.Kind
+}
+
+func rpcIDFor(conn, idx int) uint64   { return 0x5EED_0000_0000_0000 | uint64(conn)<<20 | uint64(idx) }
+func traceIDFor(conn, idx int) uint64 { return 0x7A_CE00_0000_0000 + uint64(conn)*1000 + uint64(idx) }
+
+// payload is the deterministic content of a message, so the server side
+// can check the byte stream.
+func payload(rpcID uint64, size uint32) []byte {
+	b := make([]byte, size)
+	x := uint32(rpcID) | 1
+	for i := range b {
+		x ^= x << 13
+		x ^= x >> 17
+		x ^= x << 5
+		b[i] = byte(x)
+	}
+	return b
+}
+
+// clientMain plays a plan: connections separated by ';', each a comma list
+// of message sizes, or "w" to print WAIT and block until a line arrives on
+// stdin. It prints one MSG line per message.
+func clientMain(netns, pin, addr, plan string) error {
+	table, err := rpctag.Open(pin)
+	if err != nil {
+		return err
+	}
+	defer table.Close()
+	// `ip netns exec` would hide the BPF file system behind a fresh /sys,
+	// so the client enters the netns itself, on the thread that dials.
+	runtime.LockOSThread()
+	ns, err := os.Open(netns)
+	if err != nil {
+		return err
+	}
+	if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
+		return fmt.Errorf("setns %s: %w", netns, err)
+	}
+	ns.Close()
+	stdin := bufio.NewReader(os.Stdin)
+	for ci, connPlan := range strings.Split(plan, ";") {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			return err
+		}
+		conn, err := table.Wrap(c.(*net.TCPConn))
+		if err != nil {
+			return err
+		}
+		port := c.LocalAddr().(*net.TCPAddr).Port
+		for mi, tok := range strings.Split(connPlan, ",") {
+			if tok == "w" {
+				fmt.Println("WAIT")
+				if _, err := stdin.ReadString('\n'); err != nil {
+					return err
+				}
+				continue
+			}
+			size, err := strconv.ParseUint(tok, 10, 32)
+			if err != nil {
+				return err
+			}
+			kind := rpctag.Request
+			if mi%2 == 1 {
+				kind = rpctag.Response
+			}
+			rpc, trace := rpcIDFor(ci, mi), traceIDFor(ci, mi)
+			off := conn.Offset()
+			if err := conn.BeginMessage(kind, rpc, trace, uint32(size)); err != nil {
+				return err
+			}
+			data := payload(rpc, uint32(size))
+			// Every third message goes out in three writes: a message
+			// need not be one write.
+			if mi%3 == 2 && size >= 3 {
+				for _, part := range [][]byte{data[:size/3], data[size/3 : 2*size/3], data[2*size/3:]} {
+					if _, err := conn.Write(part); err != nil {
+						return err
+					}
+				}
+			} else if _, err := conn.Write(data); err != nil {
+				return err
+			}
+			fmt.Printf("MSG %d %d %d %d %d %d\n", port, off, size, rpc, trace, kind)
+		}
+		if err := conn.Close(); err != nil {
+			return err
+		}
+	}
+	fmt.Println("DONE")
+	return nil
+}
+
+// server accepts connections in the server netns and keeps what each
+// client port sent.
+type server struct {
+	ln   net.Listener
+	mu   sync.Mutex
+	got  map[uint16]*bytes.Buffer
+	cond *sync.Cond
+	wg   sync.WaitGroup
+}
+
+func newServer(t *testing.T, l *lab) *server {
+	s := &server{got: map[uint16]*bytes.Buffer{}}
+	s.cond = sync.NewCond(&s.mu)
+	inNetns(t, l.srvNS, func() {
+		var err error
+		s.ln, err = net.Listen("tcp", l.srvIP+":0")
+		if err != nil {
+			t.Errorf("listen: %v", err)
+		}
+	})
+	if s.ln == nil {
+		t.FailNow()
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for {
+			c, err := s.ln.Accept()
+			if err != nil {
+				return
+			}
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				defer c.Close()
+				port := uint16(c.RemoteAddr().(*net.TCPAddr).Port)
+				buf := make([]byte, 64<<10)
+				for {
+					n, err := c.Read(buf)
+					s.mu.Lock()
+					if s.got[port] == nil {
+						s.got[port] = &bytes.Buffer{}
+					}
+					s.got[port].Write(buf[:n])
+					s.cond.Broadcast()
+					s.mu.Unlock()
+					if err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	t.Cleanup(func() { s.ln.Close(); s.wg.Wait() })
+	return s
+}
+
+// waitBytes blocks until the server holds n bytes in total.
+func (s *server) waitBytes(t *testing.T, n int, timeout time.Duration) {
+	t.Helper()
+	timer := time.AfterFunc(timeout, func() { s.mu.Lock(); s.cond.Broadcast(); s.mu.Unlock() })
+	defer timer.Stop()
+	deadline := time.Now().Add(timeout)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for {
+		total := 0
+		for _, b := range s.got {
+			total += b.Len()
+		}
+		if total >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server got %d of %d bytes within %v: connection stalled", total, n, timeout)
+		}
+		s.cond.Wait()
+	}
+}
+
+// client runs the client process in cgroup cg and the client netns. The
+// onWait callback is called for each WAIT line; the client continues when
+// it returns.
+type clientResult struct {
+	msgs []message
+}
+
+func runClient(t *testing.T, l *lab, cg, pin string, addr net.Addr, plan string, onWait func(i int)) clientResult {
+	t.Helper()
+	cgfd, err := unix.Open(cg, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(cgfd)
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), "BST_TAGGER_CLIENT=1", "BST_NETNS=/run/netns/"+l.cliNS, "BST_PIN="+pin, "BST_ADDR="+addr.String(), "BST_PLAN="+plan)
+	cmd.SysProcAttr = &unix.SysProcAttr{UseCgroupFD: true, CgroupFD: cgfd}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	var res clientResult
+	sc := bufio.NewScanner(stdout)
+	waits := 0
+	done := false
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		switch {
+		case len(f) == 7 && f[0] == "MSG":
+			var v [6]uint64
+			for i := range v {
+				v[i], _ = strconv.ParseUint(f[i+1], 10, 64)
+			}
+			res.msgs = append(res.msgs, message{port: uint16(v[0]), offset: v[1], size: uint32(v[2]), rpcID: v[3], traceID: v[4], kind: rpctag.Kind(v[5])})
+		case len(f) == 1 && f[0] == "WAIT":
+			onWait(waits)
+			waits++
+			io.WriteString(stdin, "go\n")
+		case len(f) == 1 && f[0] == "DONE":
+			done = true
+		}
+	}
+	if err := cmd.Wait(); err != nil || !done {
+		t.Fatalf("client failed: %v\n%s", err, stderr.String())
+	}
+	return res
+}
+
+// segment is a captured TCP segment from client to server.
+type segment struct {
+	port    uint16
+	seq     uint32
+	payload int
+	ipLen   int
+	tag     []byte // option data after kind and length, nil if untagged
+	syn     bool
+}
+
+func readCapture(t *testing.T, file string, serverPort uint16) []segment {
+	t.Helper()
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := pcapgo.NewReader(f)
+	if err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
+	var segs []segment
+	for {
+		data, _, err := r.ReadPacketData()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		pkt := gopacket.NewPacket(data, r.LinkType(), gopacket.Default)
+		ip, _ := pkt.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+		tcp, _ := pkt.Layer(layers.LayerTypeTCP).(*layers.TCP)
+		if ip == nil || tcp == nil || uint16(tcp.DstPort) != serverPort {
+			continue
+		}
+		s := segment{port: uint16(tcp.SrcPort), seq: tcp.Seq, ipLen: int(ip.Length), syn: tcp.SYN,
+			payload: int(ip.Length) - int(ip.IHL)*4 - int(tcp.DataOffset)*4}
+		for _, o := range tcp.Options {
+			if o.OptionType == 253 {
+				if s.tag != nil {
+					t.Errorf("segment seq %d carries two kind-253 options", tcp.Seq)
+				}
+				s.tag = append([]byte(nil), o.OptionData...)
+			}
+		}
+		segs = append(segs, s)
+	}
+	return segs
+}
+
+// decodedTag holds the fields of a captured tag, decoded here from the
+// layout in docs/wire-format.md independently of rpctag's encoder.
+type decodedTag struct {
+	exid           uint16
+	version, kind  uint8
+	flags          uint8
+	rpcID, traceID uint64
+	length         uint32
+	reserved       uint16
+}
+
+func decodeTag(t *testing.T, b []byte) decodedTag {
+	t.Helper()
+	if len(b) != 26 {
+		t.Fatalf("tag option has %d data bytes, want 26 (length 28)", len(b))
+	}
+	return decodedTag{
+		exid:    binary.BigEndian.Uint16(b[0:2]),
+		version: b[2] >> 4, kind: b[2] & 0x0f, flags: b[3],
+		rpcID:    binary.BigEndian.Uint64(b[4:12]),
+		traceID:  binary.BigEndian.Uint64(b[12:20]),
+		length:   binary.BigEndian.Uint32(b[20:24]),
+		reserved: binary.BigEndian.Uint16(b[24:26]),
+	}
+}
+
+type fixture struct {
+	lab    *lab
+	cg     string
+	tg     *tagger.Tagger
+	srv    *server
+	stop   func() string
+	srvTCP *net.TCPAddr
+}
+
+func setup(t *testing.T, gsoMaxSegs int, captureOnClient bool) *fixture {
+	requireRoot(t)
+	l := newLab(t, gsoMaxSegs)
+	cg := newCgroup(t)
+	tg, err := tagger.Load(tagger.Options{CgroupPath: cg, Name: fmt.Sprintf("bst-test-%d", os.Getpid())})
+	if errors.Is(err, tagger.ErrNotSupported) {
+		t.Skipf("kernel cannot run the tagger: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tg.Close() })
+	srv := newServer(t, l)
+	var stop func() string
+	if captureOnClient {
+		stop = capture(t, l.cliNS, l.cliDev)
+	} else {
+		stop = capture(t, l.srvNS, l.srvDev)
+	}
+	return &fixture{lab: l, cg: cg, tg: tg, srv: srv, stop: stop, srvTCP: srv.ln.Addr().(*net.TCPAddr)}
+}
+
+// checkStreams compares what the server received per connection with the
+// messages the client reports having sent.
+func checkStreams(t *testing.T, srv *server, msgs []message) {
+	t.Helper()
+	want := map[uint16]*bytes.Buffer{}
+	for _, m := range msgs {
+		if want[m.port] == nil {
+			want[m.port] = &bytes.Buffer{}
+		}
+		if uint64(want[m.port].Len()) != m.offset {
+			t.Fatalf("port %d: message at offset %d, but %d bytes were sent before", m.port, m.offset, want[m.port].Len())
+		}
+		want[m.port].Write(payload(m.rpcID, m.size))
+	}
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	for port, w := range want {
+		got := srv.got[port]
+		if got == nil || !bytes.Equal(got.Bytes(), w.Bytes()) {
+			n := 0
+			if got != nil {
+				n = got.Len()
+			}
+			t.Errorf("port %d: server received %d bytes that differ from the %d sent", port, n, w.Len())
+		}
+	}
+}
+
+// starts maps (client port, sequence number) to the message starting there,
+// using the ISN from each connection's SYN.
+func starts(t *testing.T, segs []segment, msgs []message) map[[2]uint32]message {
+	t.Helper()
+	isn := map[uint16]uint32{}
+	for _, s := range segs {
+		if s.syn {
+			isn[s.port] = s.seq
+		}
+	}
+	out := map[[2]uint32]message{}
+	for _, m := range msgs {
+		i, ok := isn[m.port]
+		if !ok {
+			t.Fatalf("no SYN captured for client port %d (%d segments, ISNs %v)", m.port, len(segs), isn)
+		}
+		out[[2]uint32{uint32(m.port), i + 1 + uint32(m.offset)}] = m
+	}
+	return out
+}
+
+func checkTag(t *testing.T, s segment, m message, wantExID uint16) decodedTag {
+	t.Helper()
+	got := decodeTag(t, s.tag)
+	want := decodedTag{exid: wantExID, version: 1, kind: uint8(m.kind), flags: got.flags & 0x80,
+		rpcID: m.rpcID, traceID: m.traceID, length: m.size}
+	if got != want {
+		t.Errorf("segment port %d seq %d: tag %+v, want %+v", s.port, s.seq, got, want)
+	}
+	return got
+}
+
+// Sizes cover one byte, less than an MSS, exactly around the MSS with the
+// tag, several MSS and a message larger than a GSO super-packet.
+const plan = "1,100,1420,1421,1448,5000,70000,3;200000,17,2896"
+
+func TestTagOnMessageStartsOnly(t *testing.T) {
+	f := setup(t, 1, false)
+	res := runClient(t, f.lab, f.cg, f.tg.PinPath(), f.srvTCP, plan, nil)
+	total := 0
+	for _, m := range res.msgs {
+		total += int(m.size)
+	}
+	f.srv.waitBytes(t, total, 20*time.Second)
+	segs := readCapture(t, f.stop(), uint16(f.srvTCP.Port))
+	checkStreams(t, f.srv, res.msgs)
+	if len(res.msgs) != 11 {
+		t.Fatalf("client reported %d messages, want 11", len(res.msgs))
+	}
+
+	st := starts(t, segs, res.msgs)
+	seen := map[[2]uint32]bool{}
+	tagged := 0
+	for _, s := range segs {
+		if s.ipLen > 1500 {
+			t.Errorf("segment seq %d is %d bytes on a 1500-byte MTU", s.seq, s.ipLen)
+		}
+		m, isStart := st[[2]uint32{uint32(s.port), s.seq}]
+		if s.payload > 0 && isStart {
+			seen[[2]uint32{uint32(s.port), s.seq}] = true
+			if s.tag == nil {
+				t.Errorf("segment port %d seq %d starts message %x but has no tag", s.port, s.seq, m.rpcID)
+				continue
+			}
+			tagged++
+			if got := checkTag(t, s, m, tagger.DefaultExID); got.flags != 0 {
+				t.Logf("message %x start sent with flags %#x (a retransmission)", m.rpcID, got.flags)
+			}
+		} else if s.tag != nil {
+			t.Errorf("segment port %d seq %d (payload %d) is tagged but starts no message", s.port, s.seq, s.payload)
+		}
+	}
+	if len(seen) != len(res.msgs) {
+		t.Errorf("saw %d of %d message starts on the wire", len(seen), len(res.msgs))
+	}
+	stats, err := f.tg.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats.Tagged != uint64(tagged) || stats.Sockets != 2 || stats.Errors != 0 || stats.NoSpace != 0 {
+		t.Errorf("stats %+v: want Tagged=%d (captured), Sockets=2, no errors", stats, tagged)
+	}
+	if stats.MSSReserved == 0 {
+		t.Errorf("stats %+v: the MSS computation never reserved the tag's space", stats)
+	}
+	t.Logf("%d segments, %d tagged; stats %+v", len(segs), tagged, stats)
+}
