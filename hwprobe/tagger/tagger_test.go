@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
@@ -503,4 +505,252 @@ func TestTagOnMessageStartsOnly(t *testing.T) {
 		t.Errorf("stats %+v: the MSS computation never reserved the tag's space", stats)
 	}
 	t.Logf("%d segments, %d tagged; stats %+v", len(segs), tagged, stats)
+}
+
+// TestTsharkAgrees has Wireshark's dissector, which knows nothing of
+// bufscope, read the same kind of capture: the experimental option must be
+// well-formed enough for it to find the ExID and data on the same segments.
+func TestTsharkAgrees(t *testing.T) {
+	if _, err := exec.LookPath("tshark"); err != nil {
+		t.Skipf("tshark not installed: %v", err)
+	}
+	f := setup(t, 1, false)
+	res := runClient(t, f.lab, f.cg, f.tg.PinPath(), f.srvTCP, "3000,10,1448", nil)
+	f.srv.waitBytes(t, 4458, 20*time.Second)
+	file := f.stop()
+	segs := readCapture(t, file, uint16(f.srvTCP.Port))
+	want := map[string]bool{}
+	for _, s := range segs {
+		if s.tag != nil {
+			want[fmt.Sprintf("%d\t0x%x\t%x", s.seq, binary.BigEndian.Uint16(s.tag), s.tag[2:])] = true
+		}
+	}
+	if len(want) != len(res.msgs) {
+		t.Fatalf("gopacket found %d tagged segments, want %d", len(want), len(res.msgs))
+	}
+	out, err := exec.Command("tshark", "-n", "-r", file, "-Y", "tcp.options.experimental", "-T", "fields",
+		"-e", "tcp.seq_raw", "-e", "tcp.options.experimental.exid", "-e", "tcp.options.experimental.data").Output()
+	if err != nil {
+		t.Fatalf("tshark: %v", err)
+	}
+	got := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		got[strings.ReplaceAll(line, ":", "")] = true
+	}
+	for k := range want {
+		if !got[k] {
+			t.Errorf("tshark does not show %q; it shows %q", k, out)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("tshark shows %d tagged segments, gopacket %d:\n%s", len(got), len(want), out)
+	}
+}
+
+// TestGSOLowestSequenceIsStart runs with the veth's default TSO/GSO: a
+// super-packet starting a message carries the tag, and when the stack
+// splits it every piece carries a copy. The rule the analyzer relies on
+// must hold: a tag only appears inside the message it names, and the
+// lowest sequence carrying it is the message start.
+func TestGSOLowestSequenceIsStart(t *testing.T) {
+	f := setup(t, 0, false)
+	res := runClient(t, f.lab, f.cg, f.tg.PinPath(), f.srvTCP, plan, nil)
+	total := 0
+	for _, m := range res.msgs {
+		total += int(m.size)
+	}
+	f.srv.waitBytes(t, total, 20*time.Second)
+	segs := readCapture(t, f.stop(), uint16(f.srvTCP.Port))
+	checkStreams(t, f.srv, res.msgs)
+
+	st := starts(t, segs, res.msgs)
+	byID := map[uint64][2]uint32{} // rpc id -> (port, start seq)
+	for k, m := range st {
+		byID[m.rpcID] = k
+	}
+	lowest := map[uint64]uint32{}
+	for _, s := range segs {
+		if s.tag == nil {
+			continue
+		}
+		tag := decodeTag(t, s.tag)
+		k, ok := byID[tag.rpcID]
+		if !ok {
+			t.Errorf("segment seq %d carries unknown RPC ID %x", s.seq, tag.rpcID)
+			continue
+		}
+		m := st[k]
+		checkTag(t, s, m, tagger.DefaultExID)
+		if rel := s.seq - k[1]; uint32(s.port) != k[0] || rel >= m.size {
+			t.Errorf("tag of message %x (start %d, %d bytes) on segment port %d seq %d, outside the message", m.rpcID, k[1], m.size, s.port, s.seq)
+			continue
+		}
+		if l, ok := lowest[tag.rpcID]; !ok || s.seq-k[1] < l-k[1] {
+			lowest[tag.rpcID] = s.seq
+		}
+	}
+	for id, k := range byID {
+		if l, ok := lowest[id]; !ok || l != k[1] {
+			t.Errorf("message %x: lowest tagged sequence %d (found %v), want its start %d", id, l, ok, k[1])
+		}
+	}
+}
+
+// TestRetransmissionTagged makes the message start get lost: the server's
+// address is removed while the client sends, so the server's kernel drops
+// the segment after the client's TCP counted it as sent, and TCP
+// retransmits it until the address is back. (Taking a veth down instead
+// makes the client's own transmit fail; TCP then sends the segment again
+// as new data, which is not a retransmission.) Every retransmission must
+// carry the same tag, with the R flag. Captured on the client's device.
+func TestRetransmissionTagged(t *testing.T) {
+	f := setup(t, 1, true)
+	const first, second = 200, 3000
+	res := runClient(t, f.lab, f.cg, f.tg.PinPath(), f.srvTCP, fmt.Sprintf("%d,w,%d,w", first, second), func(i int) {
+		switch i {
+		case 0:
+			f.srv.waitBytes(t, first, 10*time.Second)
+			run(t, "ip", "-n", f.lab.srvNS, "addr", "del", f.lab.srvIP+"/24", "dev", f.lab.srvDev)
+		case 1:
+			// At least one retransmission timeout (200 ms minimum) passes
+			// with the link down.
+			time.Sleep(700 * time.Millisecond)
+			run(t, "ip", "-n", f.lab.srvNS, "addr", "add", f.lab.srvIP+"/24", "dev", f.lab.srvDev)
+			f.srv.waitBytes(t, first+second, 20*time.Second)
+		}
+	})
+	segs := readCapture(t, f.stop(), uint16(f.srvTCP.Port))
+	checkStreams(t, f.srv, res.msgs)
+	st := starts(t, segs, res.msgs)
+	var m2 message
+	var k2 [2]uint32
+	for k, m := range st {
+		if m.size == second {
+			m2, k2 = m, k
+		}
+	}
+	retrans := 0
+	for _, s := range segs {
+		if s.seq != k2[1] || s.payload == 0 {
+			if s.tag != nil && st[[2]uint32{uint32(s.port), s.seq}].size == 0 {
+				t.Errorf("segment seq %d tagged but starts no message", s.seq)
+			}
+			continue
+		}
+		if s.tag == nil {
+			t.Errorf("segment seq %d starting message %x sent without tag", s.seq, m2.rpcID)
+			continue
+		}
+		tag := checkTag(t, s, m2, tagger.DefaultExID)
+		if tag.flags&0x80 != 0 {
+			retrans++
+		} else if retrans > 0 {
+			t.Errorf("segment seq %d sent without R after a retransmission of it", s.seq)
+		}
+	}
+	stats, err := f.tg.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if retrans == 0 || stats.RetransmitTagged == 0 {
+		t.Errorf("no retransmitted tag captured (%d on the wire, stats %+v)", retrans, stats)
+	}
+	t.Logf("%d retransmissions of the message start captured with R; stats %+v", retrans, stats)
+}
+
+// TestCloseLeavesNothing checks in the kernel, by ID, that Close detaches
+// the program and frees program and maps, and that the pin is gone.
+func TestCloseLeavesNothing(t *testing.T) {
+	requireRoot(t)
+	cg := newCgroup(t)
+	tg, err := tagger.Load(tagger.Options{CgroupPath: cg, Name: "bst-close-test"})
+	if errors.Is(err, tagger.ErrNotSupported) {
+		t.Skipf("kernel cannot run the tagger: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	pin := tg.PinPath()
+	pinfo, err := tg.Program().Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	progID, _ := pinfo.ID()
+	minfo, err := tg.Tags().Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mapID, _ := minfo.ID()
+	if _, err := os.Stat(pin); err != nil {
+		t.Fatalf("pin missing while loaded: %v", err)
+	}
+	if n := attachedSockops(t, cg); n != 1 {
+		t.Fatalf("%d sockops programs attached to %s while loaded, want 1", n, cg)
+	}
+	// A second tagger with the same name must not steal the pin.
+	if tg2, err := tagger.Load(tagger.Options{CgroupPath: cg, Name: "bst-close-test"}); err == nil {
+		tg2.Close()
+		t.Error("second Load with the same name succeeded")
+	}
+
+	if err := tg.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(pin); !os.IsNotExist(err) {
+		t.Errorf("pin %s still there after Close (%v)", pin, err)
+	}
+	if n := attachedSockops(t, cg); n != 0 {
+		t.Errorf("%d sockops programs still attached after Close", n)
+	}
+	// Programs and maps are freed after an RCU grace period.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		p, perr := ebpf.NewProgramFromID(progID)
+		m, merr := ebpf.NewMapFromID(mapID)
+		if perr != nil && merr != nil {
+			break
+		}
+		if perr == nil {
+			p.Close()
+		}
+		if merr == nil {
+			m.Close()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after Close: program %d alive=%v, tags map %d alive=%v", progID, perr == nil, mapID, merr == nil)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func attachedSockops(t *testing.T, cg string) int {
+	t.Helper()
+	fd, err := unix.Open(cg, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	res, err := link.QueryPrograms(link.QueryOptions{Target: fd, Attach: ebpf.AttachCGroupSockOps})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(res.Programs)
+}
+
+func TestLoadErrors(t *testing.T) {
+	if _, err := tagger.Load(tagger.Options{}); err == nil || !strings.Contains(err.Error(), "cgroup") {
+		t.Errorf("Load without cgroup: %v, want an error naming the cgroup", err)
+	}
+	if _, err := tagger.Load(tagger.Options{CgroupPath: "/x", Name: "../evil"}); err == nil || !strings.Contains(err.Error(), "name") {
+		t.Errorf("Load with a path as name: %v", err)
+	}
+	if os.Geteuid() != 0 {
+		if _, err := tagger.Load(tagger.Options{CgroupPath: "/sys/fs/cgroup"}); err == nil || !strings.Contains(err.Error(), "root") {
+			t.Errorf("Load as non-root: %v, want an error saying root is needed", err)
+		}
+		return
+	}
+	if _, err := tagger.Load(tagger.Options{CgroupPath: os.TempDir(), Name: "bst-err"}); err == nil || !strings.Contains(err.Error(), "cgroup v2") {
+		t.Errorf("Load on a non-cgroup directory: %v", err)
+	}
 }
