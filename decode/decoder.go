@@ -1,0 +1,604 @@
+package decode
+
+import (
+	"encoding/binary"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+)
+
+// DefaultReportPorts are the UDP destination ports on which Decoder expects
+// Telemetry Reports when DecoderOptions.ReportPorts is nil: 32766 (bufscope,
+// fabric-tna/SD-Fabric), 5900 (AmLight int_collector), 1234 and 54321
+// (INTCollector benchmarks), 556 and 3933 (CableLabs draft v2.0: INT and drop
+// reports).
+var DefaultReportPorts = []uint16{DefaultReportPort, 5900, 1234, 54321, 556, 3933}
+
+// DefaultINTDSCPs are the DSCP values that mark INT over TCP/UDP when
+// DecoderOptions.INTDSCPs is nil: 0x17 (the INT specification's example,
+// AmLight) and 0x20 (GEANT and the scapy INT implementation). A marked
+// packet whose payload does not start with an INT shim is treated as
+// ordinary traffic, so a real CS4 (0x20) flow is not misread.
+var DefaultINTDSCPs = []uint8{0x17, 0x20}
+
+// DecoderOptions configures which packets Decoder treats as telemetry. The
+// zero value selects the defaults.
+type DecoderOptions struct {
+	// ReportPorts are UDP destination ports carrying Telemetry Reports.
+	// nil selects DefaultReportPorts; an empty non-nil slice disables
+	// report decoding.
+	ReportPorts []uint16
+	// INTPorts are UDP destination ports that signal INT over UDP (the
+	// specification's INT_TBD). None by default: there is no assigned port.
+	INTPorts []uint16
+	// INTDSCPs are the DSCP values that signal INT over TCP/UDP. nil selects
+	// DefaultINTDSCPs; an empty non-nil slice disables DSCP signalling.
+	INTDSCPs []uint8
+	// IFAProtocol is the IP protocol number of IFA; 0 selects 131.
+	IFAProtocol uint8
+	// TagExID is the RFC 6994 ExID of the request tag; 0 selects TagExID.
+	TagExID uint16
+}
+
+// Decoder turns captured packets into Records. It keeps one set of layer
+// structs and reuses them for every packet, so decoding allocates nothing
+// once its internal slices have grown; the price is that a Decoder is not
+// safe for concurrent use. Use one Decoder per goroutine.
+type Decoder struct {
+	reportPorts [1024]uint64 // bitset over 65536 ports
+	intPorts    [1024]uint64
+	intDSCP     uint64 // bitset over 64 DSCPs
+	ifaProto    layers.IPProtocol
+	exid        uint16
+
+	eth   layers.Ethernet
+	vlan  layers.Dot1Q
+	ip4   layers.IPv4
+	ip6   layers.IPv6
+	tcp   layers.TCP
+	udp   layers.UDP
+	rep2  TelemetryReportV2
+	rep1  TelemetryReportV1
+	rep05 TelemetryReportV05
+	intl  INT
+	ifa   IFA
+}
+
+// NewDecoder returns a Decoder configured by opts.
+func NewDecoder(opts DecoderOptions) *Decoder {
+	d := &Decoder{ifaProto: IPProtocolIFA, exid: TagExID}
+	ports := opts.ReportPorts
+	if ports == nil {
+		ports = DefaultReportPorts
+	}
+	for _, p := range ports {
+		d.reportPorts[p>>6] |= 1 << (p & 63)
+	}
+	for _, p := range opts.INTPorts {
+		d.intPorts[p>>6] |= 1 << (p & 63)
+	}
+	dscps := opts.INTDSCPs
+	if dscps == nil {
+		dscps = DefaultINTDSCPs
+	}
+	for _, v := range dscps {
+		d.intDSCP |= 1 << (v & 63)
+	}
+	if opts.IFAProtocol != 0 {
+		d.ifaProto = layers.IPProtocol(opts.IFAProtocol)
+	}
+	if opts.TagExID != 0 {
+		d.exid = opts.TagExID
+	}
+	return d
+}
+
+func (d *Decoder) isReportPort(p uint16) bool { return d.reportPorts[p>>6]&(1<<(p&63)) != 0 }
+func (d *Decoder) isINTPort(p uint16) bool    { return d.intPorts[p>>6]&(1<<(p&63)) != 0 }
+
+// pkt is what dissect learns about one IP packet.
+type pkt struct {
+	flow      Flow
+	dscp      uint8
+	l4        []byte // transport header and what follows
+	l4payload []byte // after the transport header
+	l3payload int    // IP payload bytes by the IP length fields
+	tcp       bool
+	udp       bool
+	seq, ack  uint32
+	flags     uint16
+	window    uint16
+	tcpHdrLen int
+	tag       RequestTag
+	hasTag    bool
+	tagReason string
+	ifa       bool
+}
+
+const (
+	reasonTagMalformed = "request tag option with our ExID is malformed (length, version or message kind)"
+	reasonIPTruncated  = "IP header truncated or invalid"
+)
+
+// Records decodes one captured packet and appends its Records to dst: one
+// RecordPacket for a TCP/UDP data packet, plus one Record per INT or IFA hop
+// it carries; or, for a Telemetry Report, one Record per individual report
+// and per hop in the INT stack of its inner packet. Packets that are neither
+// IP nor telemetry add nothing.
+//
+// ts is the capture time in ns since the Unix epoch, iface the capture
+// interface, link the capture's link type (Ethernet, raw IP). data is read,
+// never retained: the appended Records own no memory. It allocates nothing
+// when dst has room for the Records.
+func (d *Decoder) Records(ts int64, iface int, link layers.LinkType, data []byte, dst []Record) []Record {
+	base := Record{Time: ts, Interface: iface}
+	var p pkt
+	if !d.dissectLink(link, data, &p) {
+		return dst
+	}
+	if p.udp && d.isReportPort(p.flow.DstPort) {
+		return d.reportRecords(&base, p.l4payload, dst)
+	}
+	return d.dataRecords(&base, &p, dst)
+}
+
+// dissectLink strips the link layer and dissects the IP packet.
+func (d *Decoder) dissectLink(link layers.LinkType, data []byte, p *pkt) bool {
+	switch link {
+	case layers.LinkTypeEthernet:
+		return d.dissectEthernet(data, p)
+	case layers.LinkTypeRaw, layers.LinkTypeIPv4, layers.LinkTypeIPv6:
+		return d.dissectIP(data, p)
+	case layers.LinkTypeLinuxSLL:
+		if len(data) < 16 {
+			return false
+		}
+		return d.dissectEtherType(layers.EthernetType(binary.BigEndian.Uint16(data[14:])), data[16:], p)
+	}
+	return false
+}
+
+func (d *Decoder) dissectEthernet(data []byte, p *pkt) bool {
+	if d.eth.DecodeFromBytes(data, gopacket.NilDecodeFeedback) != nil {
+		return false
+	}
+	return d.dissectEtherType(d.eth.EthernetType, d.eth.Payload, p)
+}
+
+func (d *Decoder) dissectEtherType(et layers.EthernetType, b []byte, p *pkt) bool {
+	for i := 0; i < 2 && (et == layers.EthernetTypeDot1Q || et == layers.EthernetTypeQinQ); i++ {
+		if d.vlan.DecodeFromBytes(b, gopacket.NilDecodeFeedback) != nil {
+			return false
+		}
+		et, b = d.vlan.Type, d.vlan.Payload
+	}
+	switch et {
+	case layers.EthernetTypeIPv4, layers.EthernetTypeIPv6:
+		return d.dissectIP(b, p)
+	}
+	return false
+}
+
+// dissectIP fills p from an IPv4 or IPv6 packet and its TCP/UDP header.
+func (d *Decoder) dissectIP(b []byte, p *pkt) bool {
+	if len(b) == 0 {
+		return false
+	}
+	var proto layers.IPProtocol
+	switch b[0] >> 4 {
+	case 4:
+		if d.ip4.DecodeFromBytes(b, gopacket.NilDecodeFeedback) != nil {
+			return false
+		}
+		p.flow.IPVersion = 4
+		copy(p.flow.Src[:4], d.ip4.SrcIP.To4())
+		copy(p.flow.Dst[:4], d.ip4.DstIP.To4())
+		p.dscp = d.ip4.TOS >> 2
+		proto = d.ip4.Protocol
+		p.l4 = d.ip4.Payload
+		p.l3payload = int(d.ip4.Length) - int(d.ip4.IHL)*4
+	case 6:
+		if d.ip6.DecodeFromBytes(b, gopacket.NilDecodeFeedback) != nil {
+			return false
+		}
+		p.flow.IPVersion = 6
+		copy(p.flow.Src[:], d.ip6.SrcIP.To16())
+		copy(p.flow.Dst[:], d.ip6.DstIP.To16())
+		p.dscp = d.ip6.TrafficClass >> 2
+		proto = d.ip6.NextHeader
+		p.l4 = d.ip6.Payload
+		p.l3payload = int(d.ip6.Length)
+		if d.ip6.HopByHop != nil {
+			proto = d.ip6.HopByHop.NextHeader
+			p.l3payload -= len(d.ip6.HopByHop.Contents)
+		}
+	default:
+		return false
+	}
+	if p.l3payload < 0 || p.l3payload > 0xFFFF {
+		p.l3payload = len(p.l4)
+	}
+	if proto == d.ifaProto && len(p.l4) >= 4 {
+		// IFA sits between IP and the transport header.
+		if d.ifa.DecodeFromBytes(p.l4, gopacket.NilDecodeFeedback) == nil {
+			p.ifa = true
+			proto = d.ifa.NextHdr
+			p.l4 = d.ifa.Payload
+			p.l3payload -= 4
+		}
+	}
+	p.flow.Proto = uint8(proto)
+	switch proto {
+	case layers.IPProtocolTCP:
+		return d.dissectTCP(p)
+	case layers.IPProtocolUDP:
+		if d.udp.DecodeFromBytes(p.l4, gopacket.NilDecodeFeedback) != nil {
+			return true // flow without ports
+		}
+		p.udp = true
+		p.flow.SrcPort, p.flow.DstPort = uint16(d.udp.SrcPort), uint16(d.udp.DstPort)
+		p.l4payload = d.udp.Payload
+		if n := int(d.udp.Length) - 8; n >= 0 && n <= p.l3payload {
+			p.l3payload = n + 8
+		}
+		p.l3payload -= 8
+	}
+	return true
+}
+
+func (d *Decoder) dissectTCP(p *pkt) bool {
+	if d.tcp.DecodeFromBytes(p.l4, gopacket.NilDecodeFeedback) != nil {
+		return true
+	}
+	t := &d.tcp
+	p.tcp = true
+	p.flow.SrcPort, p.flow.DstPort = uint16(t.SrcPort), uint16(t.DstPort)
+	p.seq, p.ack, p.window = t.Seq, t.Ack, t.Window
+	p.tcpHdrLen = int(t.DataOffset) * 4
+	p.l4payload = t.Payload
+	p.l3payload -= p.tcpHdrLen
+	var f uint16
+	for _, b := range [...]struct {
+		on  bool
+		bit uint16
+	}{{t.FIN, TCPFlagFIN}, {t.SYN, TCPFlagSYN}, {t.RST, TCPFlagRST}, {t.PSH, TCPFlagPSH},
+		{t.ACK, TCPFlagACK}, {t.URG, TCPFlagURG}, {t.ECE, TCPFlagECE}, {t.CWR, TCPFlagCWR}, {t.NS, TCPFlagNS}} {
+		if b.on {
+			f |= b.bit
+		}
+	}
+	p.flags = f
+	for i := range t.Options {
+		o := &t.Options[i]
+		if o.OptionType != TagOptionKind || len(o.OptionData) < 2 ||
+			binary.BigEndian.Uint16(o.OptionData) != d.exid {
+			continue
+		}
+		if tag, ok := parseTagData(o.OptionData); ok {
+			p.tag, p.hasTag = tag, true
+		} else {
+			p.tagReason = reasonTagMalformed
+		}
+		break
+	}
+	return true
+}
+
+// parseTagData decodes the 26 option-data bytes after kind and length,
+// without allocating; the ExID has been checked by the caller.
+func parseTagData(b []byte) (RequestTag, bool) {
+	if len(b) != TagOptionLen-2 {
+		return RequestTag{}, false
+	}
+	t := RequestTag{
+		Version: b[2] >> 4, Kind: MessageKind(b[2] & 0x0f), Flags: b[3],
+		RPCID:         binary.BigEndian.Uint64(b[4:]),
+		TraceID:       binary.BigEndian.Uint64(b[12:]),
+		MessageLength: binary.BigEndian.Uint32(b[20:]),
+	}
+	ok := t.Version == TagVersion && (t.Kind == MessageRequest || t.Kind == MessageResponse)
+	return t, ok
+}
+
+// fillPacket copies what p knows about the packet into r.
+func fillPacket(r *Record, p *pkt) {
+	if p.flow.IPVersion == 0 {
+		return
+	}
+	r.HasFlow = true
+	r.Flow = p.flow
+	r.DSCP = p.dscp
+	if p.l3payload > 0 {
+		r.PayloadLen = uint32(p.l3payload)
+	}
+	if p.tcp {
+		r.TCPSeq, r.TCPAck, r.TCPFlags, r.Window = p.seq, p.ack, p.flags, p.window
+	}
+	if p.hasTag {
+		r.HasTag, r.Tag = true, p.tag
+	}
+	if p.tagReason != "" {
+		r.Reason = p.tagReason
+	}
+}
+
+// wantsINT reports whether the packet is signalled as carrying INT.
+func (d *Decoder) wantsINT(p *pkt) bool {
+	if !p.tcp && !p.udp {
+		return false
+	}
+	if d.isINTPort(p.flow.DstPort) {
+		return true // UDP per the spec; TCP too, as some sources do
+	}
+	return d.intDSCP&(1<<(p.dscp&63)) != 0
+}
+
+// dataRecords emits the packet record and the records of any INT or IFA
+// stack it carries.
+func (d *Decoder) dataRecords(base *Record, p *pkt, dst []Record) []Record {
+	pi := len(dst)
+	dst = append(dst, *base)
+	r := &dst[pi]
+	r.Kind, r.Source = RecordPacket, SourceCapture
+	fillPacket(r, p)
+	if p.ifa {
+		dst = d.ifaRecords(base, p, dst)
+	}
+	if d.wantsINT(p) && looksLikeINT(p.l4payload) {
+		dst = d.intRecords(base, p, SourceINT, dst)
+		if d.intl.Reason == "" {
+			// The INT block is not part of the application's byte stream.
+			if n := uint32(len(d.intl.Contents)); dst[pi].PayloadLen >= n {
+				dst[pi].PayloadLen -= n
+			}
+		}
+	}
+	return dst
+}
+
+// intRecords decodes the INT block at p.l4payload and emits one Record per
+// hop (or one opaque Record).
+func (d *Decoder) intRecords(base *Record, p *pkt, src Source, dst []Record) []Record {
+	err := d.intl.DecodeFromBytes(p.l4payload, gopacket.NilDecodeFeedback)
+	if err != nil || d.intl.Reason != "" {
+		r := *base
+		r.Kind, r.Source = RecordOpaque, src
+		fillPacket(&r, p)
+		r.Reason = d.intl.Reason
+		if err != nil {
+			r.Reason = "INT block truncated: shim Length runs past the end of the packet"
+		}
+		return append(dst, r)
+	}
+	n := &d.intl
+	for i := range n.Hops {
+		h := &n.Hops[i]
+		r := *base
+		r.Kind, r.Source = RecordHop, SourceINT
+		fillPacket(&r, p)
+		r.Reason = ""
+		r.Hop, r.Hops = uint8(i), uint8(len(n.Hops))
+		if n.Instructions&INTNodeID != 0 {
+			r.HasNode, r.Node = true, h.NodeID
+		}
+		r.IngressPort, r.EgressPort = uint32(h.L1IngressPort), uint32(h.L1EgressPort)
+		r.Latency = h.HopLatency
+		r.QueueID, r.Occupancy = h.QueueID, h.QueueOccupancy
+		if n.Instructions&INTBufferOcc != 0 && n.Instructions&INTQueueOcc == 0 {
+			r.Occupancy = h.BufferOccupancy
+		}
+		r.IngressTS, r.EgressTS = h.IngressTS, h.EgressTS
+		dst = append(dst, r)
+	}
+	return dst
+}
+
+func (d *Decoder) ifaRecords(base *Record, p *pkt, dst []Record) []Record {
+	f := &d.ifa
+	if f.Reason != "" {
+		r := *base
+		r.Kind, r.Source, r.Reason = RecordOpaque, SourceIFA, f.Reason
+		fillPacket(&r, p)
+		return append(dst, r)
+	}
+	for i := range f.Hops {
+		h := &f.Hops[i]
+		r := *base
+		r.Kind, r.Source = RecordHop, SourceIFA
+		fillPacket(&r, p)
+		r.Hop, r.Hops = uint8(i), uint8(len(f.Hops))
+		r.HasNode, r.Node = true, h.DeviceID
+		r.IngressPort, r.EgressPort = uint32(h.IngressPort), uint32(h.EgressPort)
+		r.QueueID = h.QueueID
+		r.Latency = h.ResidenceNanos
+		r.IngressTS = uint64(h.RxSec)*1e9 + uint64(h.RxNanosec)
+		dst = append(dst, r)
+	}
+	return dst
+}
+
+// reportRecords decodes a Telemetry Report payload of any known version.
+func (d *Decoder) reportRecords(base *Record, b []byte, dst []Record) []Record {
+	if len(b) == 0 {
+		return appendOpaque(dst, base, 0, "empty UDP payload on a report port")
+	}
+	switch b[0] >> 4 {
+	case 2:
+		if d.rep2.DecodeFromBytes(b, gopacket.NilDecodeFeedback) != nil {
+			return appendOpaque(dst, base, SourceReportV2, "Telemetry Report v2.0 shorter than its group header")
+		}
+		return d.v2Records(base, dst)
+	case 1:
+		if d.rep1.DecodeFromBytes(b, gopacket.NilDecodeFeedback) != nil {
+			return appendOpaque(dst, base, SourceReportV1, "Telemetry Report v1.0 shorter than its 16-byte header")
+		}
+		return d.v1Records(base, dst)
+	case 0:
+		if d.rep05.DecodeFromBytes(b, gopacket.NilDecodeFeedback) != nil {
+			return appendOpaque(dst, base, SourceReportV0, "Telemetry Report v0.5 shorter than its headers")
+		}
+		return d.v05Records(base, dst)
+	}
+	return appendOpaque(dst, base, 0, "UDP payload on a report port with version nibble 3-15: not a known Telemetry Report")
+}
+
+func appendOpaque(dst []Record, base *Record, src Source, reason string) []Record {
+	r := *base
+	r.Kind, r.Source, r.Reason = RecordOpaque, src, reason
+	return append(dst, r)
+}
+
+// innerRecords dissects a report's inner packet into r and appends r, then
+// the Records of an INT stack inside the inner packet.
+func (d *Decoder) innerRecords(r *Record, link layers.LinkType, inner []byte, dst []Record) []Record {
+	var p pkt
+	ok := len(inner) > 0 && d.dissectLink(link, inner, &p)
+	if ok {
+		fillPacket(r, &p)
+	}
+	dst = append(dst, *r)
+	if ok && d.wantsINT(&p) && looksLikeINT(p.l4payload) {
+		b := Record{Time: r.Time, Interface: r.Interface, Seq: r.Seq}
+		dst = d.intRecords(&b, &p, r.Source, dst)
+	}
+	return dst
+}
+
+func (d *Decoder) v2Records(base *Record, dst []Record) []Record {
+	t := &d.rep2
+	for i := range t.Reports {
+		rp := &t.Reports[i]
+		r := *base
+		r.Source = SourceReportV2
+		r.HasNode, r.Node, r.HwID, r.Seq = true, t.NodeID, t.HwID, t.Seq
+		if rp.Reason != "" {
+			r.Kind, r.Reason = RecordOpaque, rp.Reason
+			dst = append(dst, r)
+			continue
+		}
+		b := &rp.Baseline
+		bits := rp.RepMdBits
+		switch {
+		case rp.DomainID == HostDomainID && rp.DSMdBits&HostMdBufferEvent != 0:
+			r.Kind = RecordHostEvent
+		case rp.D || bits&RepMdDropReason != 0:
+			r.Kind = RecordDrop
+		case rp.Q:
+			r.Kind = RecordQueue
+		default:
+			r.Kind = RecordHop
+		}
+		r.IngressPort, r.EgressPort = uint32(b.IngressPort), uint32(b.EgressPort)
+		if bits&RepMdL2Ports != 0 && bits&RepMdL1Ports == 0 {
+			r.IngressPort, r.EgressPort = b.L2IngressPort, b.L2EgressPort
+		}
+		r.Latency = b.HopLatency
+		switch {
+		case bits&RepMdQueueOcc != 0:
+			r.QueueID, r.Occupancy = b.QueueID, b.QueueOccupancy
+		case bits&RepMdBufferOcc != 0:
+			r.QueueID, r.Occupancy = b.BufferID, b.BufferOccupancy
+		}
+		r.IngressTS, r.EgressTS = b.IngressTS, b.EgressTS
+		if bits&RepMdDropReason != 0 {
+			r.HasDropReason, r.DropReason = true, uint32(b.DropReason)
+			if bits&RepMdQueueOcc == 0 {
+				r.QueueID = b.DropQueueID
+			}
+		}
+		if rp.DomainID == HostDomainID {
+			h, ds := &rp.Host, rp.DSMdBits
+			r.Buffer, r.Event, r.EventFlags = h.Buffer, h.Event, h.Flags
+			if ds&HostMdOccBytes != 0 {
+				r.Occupancy, r.Capacity = h.OccupancyBytes, h.CapacityBytes
+			}
+			r.OccupancyPackets, r.CapacityPackets = h.OccupancyPackets, h.CapacityPackets
+			if ds&HostMdDropReason != 0 {
+				r.HasDropReason, r.DropReason = true, h.DropReason
+			}
+			r.DropReasonName = h.DropReasonName
+			r.RcvWnd, r.SndCwnd, r.Duration = h.RcvWnd, h.SndCwnd, h.Duration
+		}
+		var link layers.LinkType
+		switch rp.InType {
+		case InTypeEthernet:
+			link = layers.LinkTypeEthernet
+		case InTypeIPv4, InTypeIPv6:
+			link = layers.LinkTypeRaw
+		default:
+			dst = append(dst, r)
+			continue
+		}
+		dst = d.innerRecords(&r, link, rp.Inner, dst)
+	}
+	return dst
+}
+
+func (d *Decoder) v1Records(base *Record, dst []Record) []Record {
+	t := &d.rep1
+	r := *base
+	r.Source = SourceReportV1
+	r.HasNode, r.Node, r.HwID, r.Seq = true, t.SwitchID, t.HwID, t.Seq
+	if t.Reason != "" {
+		r.Kind, r.Reason = RecordOpaque, t.Reason
+		return append(dst, r)
+	}
+	switch {
+	case t.D || t.RepMdBits&RepV1DropReason != 0:
+		r.Kind = RecordDrop
+	case t.Q:
+		r.Kind = RecordQueue
+	default:
+		r.Kind = RecordHop
+	}
+	r.IngressPort, r.EgressPort = uint32(t.IngressPort), uint32(t.EgressPort)
+	r.Latency = t.HopLatency
+	r.QueueID, r.Occupancy = t.QueueID, t.QueueOccupancy
+	r.IngressTS, r.EgressTS = uint64(t.IngressTS), uint64(t.EgressTS)
+	if t.RepMdBits&RepV1DropReason != 0 {
+		r.HasDropReason, r.DropReason = true, uint32(t.DropReason)
+		if t.RepMdBits&RepV1QueueOcc == 0 {
+			r.QueueID = t.DropQueueID
+		}
+	}
+	link := layers.LinkTypeEthernet
+	if t.NProto != 0 {
+		link = layers.LinkTypeRaw
+	}
+	return d.innerRecords(&r, link, t.Payload, dst)
+}
+
+func (d *Decoder) v05Records(base *Record, dst []Record) []Record {
+	t := &d.rep05
+	r := *base
+	r.Source = SourceReportV0
+	r.HwID, r.Seq = t.HwID, t.Seq
+	if t.Reason != "" {
+		r.Kind, r.Reason = RecordOpaque, t.Reason
+		return append(dst, r)
+	}
+	r.IngressTS = uint64(t.IngressTS)
+	switch t.NProto {
+	case ReportV05Drop:
+		r.Kind = RecordDrop
+		r.HasDropReason, r.DropReason = true, uint32(t.DropReason)
+	case ReportV05SwitchLocal:
+		r.Kind = RecordHop
+		if t.Q {
+			r.Kind = RecordQueue
+		}
+		r.Occupancy, r.EgressTS = t.QueueOccupancy, uint64(t.EgressTS)
+	default:
+		r.Kind = RecordHop
+		if t.D {
+			r.Kind = RecordDrop
+		} else if t.Q {
+			r.Kind = RecordQueue
+		}
+	}
+	if t.NProto != ReportV05Ethernet {
+		r.HasNode, r.Node = true, t.SwitchID
+		r.IngressPort, r.EgressPort, r.QueueID = uint32(t.IngressPort), uint32(t.EgressPort), t.QueueID
+	}
+	return d.innerRecords(&r, layers.LinkTypeEthernet, t.Payload, dst)
+}
