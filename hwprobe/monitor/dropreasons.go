@@ -53,3 +53,37 @@ func (d *DropReasons) Value(name string) (uint32, bool) {
 
 // Len is the number of reasons the kernel defines.
 func (d *DropReasons) Len() int { return len(d.names) }
+
+// DefaultIgnoredDrops are the drop reasons the monitors do not report by
+// default: TCP discarding a duplicate or stale segment (the consequence of
+// a retransmission, not a buffer losing data), and packets nobody was
+// listening for. docs/monitors.md explains each.
+var DefaultIgnoredDrops = []string{
+	"TCP_OLD_DATA", "TCP_OLD_ACK", "TCP_TOO_OLD_ACK", "TCP_OLD_SEQUENCE",
+	"TCP_OFOMERGE", "DUP_FRAG", "NO_SOCKET", "TCP_RESET", "TCP_CLOSE",
+	"SOCKET_CLOSE", "QUEUE_PURGE",
+}
+
+// BufferOf returns the buffer kind a drop with the given reason name
+// belongs to (docs/wire-format.md §2), or 0 when the reason names no
+// buffer. router reports qdisc drops as switch queue drops.
+func BufferOf(name string, router bool) uint8 {
+	switch {
+	case strings.HasPrefix(name, "QDISC_"), strings.HasPrefix(name, "FQ_"),
+		strings.HasPrefix(name, "CAKE_"), strings.HasPrefix(name, "DUALPI2_"):
+		if router {
+			return BufferSwitch
+		}
+		return BufferQdisc
+	}
+	switch name {
+	case "SOCKET_RCVBUFF", "SOCKET_BACKLOG", "PROTO_MEM", "TCP_ZEROWINDOW",
+		"TCP_OFO_DROP", "TCP_OFO_QUEUE_PRUNE", "TCP_LISTEN_OVERFLOW":
+		return BufferSocketReceive
+	case "FULL_RING", "DEV_READY":
+		return BufferNICTx
+	case "CPU_BACKLOG":
+		return BufferNICRx
+	}
+	return 0
+}

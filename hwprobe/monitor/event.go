@@ -11,6 +11,8 @@ import (
 const (
 	BufferSocketSend    = 2
 	BufferQdisc         = 3
+	BufferNICTx         = 4
+	BufferNICRx         = 5
 	BufferSocketReceive = 6
 	BufferSwitch        = 8
 
@@ -53,7 +55,7 @@ func (s Source) String() string {
 const HeaderMax = 128
 
 // eventSize is sizeof(struct event) in monitor.bpf.c.
-const eventSize = 8 + 8 + 12*4 + 6*2 + 4 + 16 + 16 + 8 + HeaderMax
+const eventSize = 8 + 8 + 8 + 12*4 + 6*2 + 4 + 16 + 16 + 8 + HeaderMax
 
 // Event is one monitor event as read from the ring buffer. Header holds
 // the victim's IP and transport headers when the program could copy them
@@ -61,7 +63,8 @@ const eventSize = 8 + 8 + 12*4 + 6*2 + 4 + 16 + 16 + 8 + HeaderMax
 // the flow so a header can be synthesized (see SynthesizeHeader).
 type Event struct {
 	Time       int64 // event time, ns since the Unix epoch
-	Start      int64 // entered the buffer / condition began, ns since the epoch; 0 unknown
+	Start      int64 // the victim entered the buffer, ns since the epoch; 0 unknown
+	Since      int64 // the condition began, ns since the epoch; 0 not applicable
 	Netns      uint32
 	IfIndex    uint32
 	InIfIndex  uint32
@@ -89,12 +92,24 @@ type Event struct {
 	QdiscKind  [8]byte
 	Header     [HeaderMax]byte
 
-	mono      int64
-	StartMono int64 // CLOCK_MONOTONIC of Start, for durations
+	mono, startMono, sinceMono int64
 }
 
 // Mono returns the event time on CLOCK_MONOTONIC, as the kernel took it.
 func (e *Event) Mono() int64 { return e.mono }
+
+// setClock converts the kernel's CLOCK_MONOTONIC stamps to Unix time using
+// offset (realtime minus monotonic).
+func (e *Event) setClock(offset int64) {
+	e.Time = e.mono + offset
+	e.Start, e.Since = 0, 0
+	if e.startMono != 0 {
+		e.Start = e.startMono + offset
+	}
+	if e.sinceMono != 0 {
+		e.Since = e.sinceMono + offset
+	}
+}
 
 // Qdisc returns the qdisc kind ("tbf", "bfifo", …) for qdisc events.
 func (e *Event) Qdisc() string {
@@ -119,12 +134,13 @@ func (e *Event) unmarshal(b []byte) error {
 	}
 	le := binary.LittleEndian
 	e.mono = int64(le.Uint64(b[0:]))
-	e.StartMono = int64(le.Uint64(b[8:]))
-	u32 := func(i int) uint32 { return le.Uint32(b[16+4*i:]) }
+	e.startMono = int64(le.Uint64(b[8:]))
+	e.sinceMono = int64(le.Uint64(b[16:]))
+	u32 := func(i int) uint32 { return le.Uint32(b[24+4*i:]) }
 	e.Netns, e.IfIndex, e.InIfIndex, e.DropReason = u32(0), u32(1), u32(2), u32(3)
 	e.OccBytes, e.CapBytes, e.OccPkts, e.CapPkts = u32(4), u32(5), u32(6), u32(7)
 	e.RcvWnd, e.SndCwnd, e.Seq, e.Ack = u32(8), u32(9), u32(10), u32(11)
-	o := 16 + 48
+	o := 24 + 48
 	e.QueueID = le.Uint16(b[o:])
 	e.Flags = le.Uint16(b[o+2:])
 	e.HeaderLen = le.Uint16(b[o+4:])

@@ -99,9 +99,10 @@ type Options struct {
 	Thresholds Thresholds
 	// NoMessageStart turns off the per-tagged-segment events at the qdisc.
 	NoMessageStart bool
-	// IgnoreUnspecifiedDrops skips kfree_skb with reason NOT_SPECIFIED,
-	// which some kernel paths still use for ordinary frees.
-	IgnoreUnspecifiedDrops bool
+	// IgnoreDrops names kfree_skb reasons (as in the kernel's enum
+	// skb_drop_reason, without the SKB_DROP_REASON_ prefix) not to report.
+	// Nil means DefaultIgnoredDrops; an empty non-nil slice reports all.
+	IgnoreDrops []string
 	// WakeupEvery: the ring buffer wakes the reader every this many events
 	// per CPU; in between the reader polls. Default 64.
 	WakeupEvery uint32
@@ -175,6 +176,26 @@ func Load(opts Options) (*Monitor, error) {
 		}
 		return nil, fmt.Errorf("loading buffer monitors: %w", err)
 	}
+	ignore := opts.IgnoreDrops
+	if ignore == nil {
+		ignore = DefaultIgnoredDrops
+	}
+	for _, name := range ignore {
+		v, ok := reasons.Value(name)
+		if !ok {
+			// Older kernels lack some of the default names; a name the
+			// user gave must exist.
+			if opts.IgnoreDrops == nil {
+				continue
+			}
+			m.Close()
+			return nil, fmt.Errorf("loading buffer monitors: ignored drop reason %q is not in this kernel's enum skb_drop_reason", name)
+		}
+		if err := m.objs.DropIgnore.Put(v, uint8(1)); err != nil {
+			m.Close()
+			return nil, fmt.Errorf("loading buffer monitors: ignoring drop reason %s: %w", name, err)
+		}
+	}
 	for _, ns := range opts.Netns {
 		flags := uint8(1)
 		if ns.Router {
@@ -216,7 +237,6 @@ func configure(spec *ebpf.CollectionSpec, opts Options) error {
 		{"cfg_sndq_pct", t.SendQueuePercent},
 		{"cfg_rcv_stall_ns", uint64(t.ReceiveStall)},
 		{"cfg_msg_start", boolByte(!opts.NoMessageStart)},
-		{"cfg_drop_not_specified", boolByte(!opts.IgnoreUnspecifiedDrops)},
 		{"cfg_wakeup_every", wake},
 	}
 	for _, s := range set {
@@ -288,12 +308,7 @@ func (m *Monitor) ReadEvent(ev *Event, deadline time.Time) error {
 	if err := ev.unmarshal(m.rec.RawSample); err != nil {
 		return err
 	}
-	ev.Time = ev.mono + m.clock
-	if ev.StartMono != 0 {
-		ev.Start = ev.StartMono + m.clock
-	} else {
-		ev.Start = 0
-	}
+	ev.setClock(m.clock)
 	return nil
 }
 

@@ -28,6 +28,7 @@ type monitorEvent struct {
 	_          structs.HostLayout
 	TsNs       uint64
 	StartNs    uint64
+	SinceNs    uint64
 	Netns      uint32
 	Ifindex    uint32
 	Iif        uint32
@@ -85,6 +86,7 @@ type monitorSkstate struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	monitorMapDeqArgs              = "deq_args"
+	monitorMapDropIgnore           = "drop_ignore"
 	monitorMapEnqueued             = "enqueued"
 	monitorMapEvents               = "events"
 	monitorMapNetnsFilter          = "netns_filter"
@@ -102,7 +104,6 @@ const (
 	monitorProgSockSendLength      = "sock_send_length"
 	monitorProgTcpProbe            = "tcp_probe"
 	monitorProgTcpRetransmitSkb    = "tcp_retransmit_skb"
-	monitorVarCfgDropNotSpecified  = "cfg_drop_not_specified"
 	monitorVarCfgFilterNetns       = "cfg_filter_netns"
 	monitorVarCfgMsgStart          = "cfg_msg_start"
 	monitorVarCfgQdiscBacklogBytes = "cfg_qdisc_backlog_bytes"
@@ -172,6 +173,7 @@ type monitorProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type monitorMapSpecs struct {
 	DeqArgs     *ebpf.MapSpec `ebpf:"deq_args"`
+	DropIgnore  *ebpf.MapSpec `ebpf:"drop_ignore"`
 	Enqueued    *ebpf.MapSpec `ebpf:"enqueued"`
 	Events      *ebpf.MapSpec `ebpf:"events"`
 	NetnsFilter *ebpf.MapSpec `ebpf:"netns_filter"`
@@ -186,7 +188,6 @@ type monitorMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type monitorVariableSpecs struct {
-	CfgDropNotSpecified  *ebpf.VariableSpec `ebpf:"cfg_drop_not_specified"`
 	CfgFilterNetns       *ebpf.VariableSpec `ebpf:"cfg_filter_netns"`
 	CfgMsgStart          *ebpf.VariableSpec `ebpf:"cfg_msg_start"`
 	CfgQdiscBacklogBytes *ebpf.VariableSpec `ebpf:"cfg_qdisc_backlog_bytes"`
@@ -219,6 +220,7 @@ func (o *monitorObjects) Close() error {
 // It can be passed to loadMonitorObjects or ebpf.CollectionSpec.LoadAndAssign.
 type monitorMaps struct {
 	DeqArgs     *ebpf.Map `ebpf:"deq_args"`
+	DropIgnore  *ebpf.Map `ebpf:"drop_ignore"`
 	Enqueued    *ebpf.Map `ebpf:"enqueued"`
 	Events      *ebpf.Map `ebpf:"events"`
 	NetnsFilter *ebpf.Map `ebpf:"netns_filter"`
@@ -232,6 +234,7 @@ type monitorMaps struct {
 func (m *monitorMaps) Close() error {
 	return _MonitorClose(
 		m.DeqArgs,
+		m.DropIgnore,
 		m.Enqueued,
 		m.Events,
 		m.NetnsFilter,
@@ -247,7 +250,6 @@ func (m *monitorMaps) Close() error {
 //
 // It can be passed to loadMonitorObjects or ebpf.CollectionSpec.LoadAndAssign.
 type monitorVariables struct {
-	CfgDropNotSpecified  *ebpf.Variable `ebpf:"cfg_drop_not_specified"`
 	CfgFilterNetns       *ebpf.Variable `ebpf:"cfg_filter_netns"`
 	CfgMsgStart          *ebpf.Variable `ebpf:"cfg_msg_start"`
 	CfgQdiscBacklogBytes *ebpf.Variable `ebpf:"cfg_qdisc_backlog_bytes"`

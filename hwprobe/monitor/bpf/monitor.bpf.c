@@ -59,7 +59,8 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 struct event {
 	__u64 ts_ns;     // event time, CLOCK_MONOTONIC
-	__u64 start_ns;  // victim entered the buffer / condition began; 0 if unknown
+	__u64 start_ns;  // the victim entered the buffer; 0 if unknown
+	__u64 since_ns;  // the condition (congestion, stall, full queue) began; 0 if n/a
 	__u32 netns;     // netns inode the event was attributed to
 	__u32 ifindex;   // egress device, 0 for socket buffers
 	__u32 iif;       // ingress device of the victim (router mode)
@@ -97,7 +98,6 @@ volatile const __u64 cfg_repeat_ns = 100000000;   // re-report a lasting conditi
 volatile const __u32 cfg_sndq_pct = 90;
 volatile const __u64 cfg_rcv_stall_ns = 100000000;
 volatile const __u8 cfg_msg_start = 1;
-volatile const __u8 cfg_drop_not_specified = 1;
 volatile const __u32 cfg_wakeup_every = 64;
 
 // Value flags of netns_filter.
@@ -110,6 +110,16 @@ struct {
 	__type(key, __u32);
 	__type(value, __u8);
 } netns_filter SEC(".maps");
+
+// Drop reasons that are protocol bookkeeping rather than a buffer losing a
+// packet (a duplicate segment, a packet for a closed port). Filled by the
+// loader from names, since the values differ between kernels.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, __u32);
+	__type(value, __u8);
+} drop_ignore SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -389,13 +399,14 @@ static __always_inline struct qstate *qstate_of(struct Qdisc *q)
 
 static __always_inline void qdisc_event(struct Qdisc *q, const struct net_device *dev,
 					__u32 inum, __u8 nsflags, __u8 ev, __u16 flags,
-					__u64 now, __u64 start, const struct sk_buff *skb)
+					__u64 now, __u64 start, __u64 since, const struct sk_buff *skb)
 {
 	struct event *e = scratch_event();
 	if (!e)
 		return;
 	e->ts_ns = now;
 	e->start_ns = start;
+	e->since_ns = since;
 	e->netns = inum;
 	e->ifindex = BPF_CORE_READ(dev, ifindex);
 	e->buffer = (nsflags & NS_ROUTER) ? BUF_SWITCH : BUF_QDISC;
@@ -435,7 +446,7 @@ int BPF_PROG(qdisc_enqueue, struct Qdisc *q, const struct netdev_queue *txq, str
 	if (!st->stalled && BPF_CORE_READ(q, q.qlen) > 1 && now - st->last_deq_ns > cfg_qdisc_stall_ns) {
 		st->stalled = 1;
 		st->stall_start_ns = st->last_deq_ns;
-		qdisc_event(q, dev, inum, nsf, EV_STALL, FLAG_START, now, st->last_deq_ns, skb);
+		qdisc_event(q, dev, inum, nsf, EV_STALL, FLAG_START, now, now, st->last_deq_ns, skb);
 	}
 	return 0;
 }
@@ -489,7 +500,7 @@ __noinline int dequeue_one(void)
 
 	if (st->stalled) {
 		st->stalled = 0;
-		qdisc_event(q, dev, inum, nsf, EV_STALL, FLAG_CLEARED, now, st->stall_start_ns, skb);
+		qdisc_event(q, dev, inum, nsf, EV_STALL, FLAG_CLEARED, now, start, st->stall_start_ns, skb);
 	}
 	st->last_deq_ns = now;
 
@@ -501,18 +512,18 @@ __noinline int dequeue_one(void)
 		st->congested = 1;
 		st->start_ns = now;
 		st->last_emit_ns = now;
-		qdisc_event(q, dev, inum, nsf, EV_QUEUING, FLAG_START, now, start, skb);
+		qdisc_event(q, dev, inum, nsf, EV_QUEUING, FLAG_START, now, start, now, skb);
 		return 0;
 	}
 	if (over && now - st->last_emit_ns > cfg_repeat_ns) {
 		st->last_emit_ns = now;
-		qdisc_event(q, dev, inum, nsf, EV_QUEUING, 0, now, start, skb);
+		qdisc_event(q, dev, inum, nsf, EV_QUEUING, 0, now, start, st->start_ns, skb);
 		return 0;
 	}
 	if (under && st->congested) {
 		st->congested = 0;
 		st->last_emit_ns = now;
-		qdisc_event(q, dev, inum, nsf, EV_QUEUING, FLAG_CLEARED, now, st->start_ns, skb);
+		qdisc_event(q, dev, inum, nsf, EV_QUEUING, FLAG_CLEARED, now, start, st->start_ns, skb);
 		return 0;
 	}
 	if (!cfg_msg_start)
@@ -560,7 +571,7 @@ int BPF_PROG(qdisc_dequeue, struct Qdisc *q, const struct netdev_queue *txq, int
 		    now - st->last_deq_ns > cfg_qdisc_stall_ns) {
 			st->stalled = 1;
 			st->stall_start_ns = st->last_deq_ns;
-			qdisc_event(q, dev, inum, nsf, EV_STALL, FLAG_START, now, st->last_deq_ns, 0);
+			qdisc_event(q, dev, inum, nsf, EV_STALL, FLAG_START, now, 0, st->last_deq_ns, 0);
 		}
 		return 0;
 	}
@@ -591,11 +602,11 @@ static __always_inline void fill_sock(struct event *e, const struct sock *sk)
 	e->sport = bpf_htons(BPF_CORE_READ(sk, __sk_common.skc_num));
 	e->dport = BPF_CORE_READ(sk, __sk_common.skc_dport);
 	if (e->family == AF_INET) {
-		BPF_CORE_READ_INTO(e->saddr, sk, __sk_common.skc_rcv_saddr);
-		BPF_CORE_READ_INTO(e->daddr, sk, __sk_common.skc_daddr);
+		bpf_core_read(e->saddr, 4, &sk->__sk_common.skc_rcv_saddr);
+		bpf_core_read(e->daddr, 4, &sk->__sk_common.skc_daddr);
 	} else {
-		BPF_CORE_READ_INTO(e->saddr, sk, __sk_common.skc_v6_rcv_saddr);
-		BPF_CORE_READ_INTO(e->daddr, sk, __sk_common.skc_v6_daddr);
+		bpf_core_read(e->saddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+		bpf_core_read(e->daddr, 16, &sk->__sk_common.skc_v6_daddr);
 	}
 	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
 	e->snd_cwnd = BPF_CORE_READ(tp, snd_cwnd) * BPF_CORE_READ(tp, mss_cache);
@@ -610,13 +621,14 @@ int BPF_PROG(kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_reaso
 {
 	if (reason <= SKB_CONSUMED)
 		return 0;
-	if (reason == SKB_DROP_REASON_NOT_SPECIFIED && !cfg_drop_not_specified)
-		return 0;
 	struct net_device *dev = BPF_CORE_READ(skb, dev);
 	struct sock *sk = BPF_CORE_READ(skb, sk);
 	__u32 inum = dev ? dev_netns(dev) : sk_netns(sk ? sk : rx_sk);
 	__u8 nsf = watched(inum);
 	if (!nsf)
+		return 0;
+	__u32 r = reason;
+	if (bpf_map_lookup_elem(&drop_ignore, &r))
 		return 0;
 	struct event *e = scratch_event();
 	if (!e)
@@ -685,14 +697,14 @@ static __always_inline struct skstate *skstate_of(const struct sock *sk)
 }
 
 static __always_inline void sock_event(const struct sock *sk, __u32 inum, __u8 buf, __u8 ev,
-				       __u16 flags, __u8 src, __u64 now, __u64 start)
+				       __u16 flags, __u8 src, __u64 now, __u64 since)
 {
 	struct event *e = scratch_event();
 	if (!e)
 		return;
 	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
 	e->ts_ns = now;
-	e->start_ns = start;
+	e->since_ns = since;
 	e->netns = inum;
 	e->buffer = buf;
 	e->event = ev;

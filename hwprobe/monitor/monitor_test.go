@@ -1,0 +1,405 @@
+package monitor_test
+
+import (
+	"encoding/binary"
+	"errors"
+	"net"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bufscope/bufscope/hwprobe/monitor"
+	"github.com/bufscope/bufscope/hwprobe/monitor/montest"
+)
+
+// watch loads the monitors filtered to the given namespaces and collects
+// their events until the returned stop function is called.
+type watch struct {
+	m    *monitor.Monitor
+	mu   sync.Mutex
+	evs  []monitor.Event
+	done chan struct{}
+	wg   sync.WaitGroup
+}
+
+func startWatch(t *testing.T, opts monitor.Options) *watch {
+	t.Helper()
+	m, err := monitor.Load(opts)
+	if errors.Is(err, monitor.ErrNotSupported) {
+		t.Skipf("buffer monitors not supported here: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &watch{m: m, done: make(chan struct{})}
+	t.Cleanup(func() { w.stop(); m.Close() })
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		var ev monitor.Event
+		for {
+			err := m.ReadEvent(&ev, time.Now().Add(20*time.Millisecond))
+			if err == nil {
+				w.mu.Lock()
+				w.evs = append(w.evs, ev)
+				w.mu.Unlock()
+				continue
+			}
+			if !errors.Is(err, os.ErrDeadlineExceeded) {
+				return
+			}
+			select {
+			case <-w.done:
+				return
+			default:
+			}
+		}
+	}()
+	return w
+}
+
+// stop waits for events still in flight, stops the reader and returns
+// everything collected.
+func (w *watch) stop() []monitor.Event {
+	select {
+	case <-w.done:
+	default:
+		time.Sleep(100 * time.Millisecond)
+		close(w.done)
+	}
+	w.wg.Wait()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.evs
+}
+
+func nsOpt(t *testing.T, names ...string) []monitor.Netns {
+	var out []monitor.Netns
+	for _, n := range names {
+		ino, err := monitor.NetnsInode(montest.Path(n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, monitor.Netns{Inode: ino})
+	}
+	return out
+}
+
+func filter(evs []monitor.Event, buffer, event uint8) []monitor.Event {
+	var out []monitor.Event
+	for _, e := range evs {
+		if e.Buffer == buffer && e.Event == event {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// tcpPorts returns the ports of the TCP header in a copied IPv4 header.
+func tcpPorts(t *testing.T, e *monitor.Event) (src, dst uint16) {
+	t.Helper()
+	h := e.Header[:e.HeaderLen]
+	if len(h) < 40 || h[0]>>4 != 4 || h[9] != 6 {
+		t.Fatalf("event %+v: header is not IPv4/TCP: % x", e, h)
+	}
+	ihl := int(h[0]&0x0f) * 4
+	return binary.BigEndian.Uint16(h[ihl:]), binary.BigEndian.Uint16(h[ihl+2:])
+}
+
+func count(evs []monitor.Event, f func(*monitor.Event) bool) int {
+	n := 0
+	for i := range evs {
+		if f(&evs[i]) {
+			n++
+		}
+	}
+	return n
+}
+
+type bulkResult struct {
+	client *net.TCPConn
+	srv    *net.TCPAddr
+}
+
+// bulk pushes n bytes from the client to a sink on the server.
+func bulk(t *testing.T, p *montest.Pair, n int, opt montest.DialOptions, pause, limit time.Duration) bulkResult {
+	return bulkBetween(t, p.Client.NS, p.Server.NS, p.Server.IP, n, opt, pause, limit, 0)
+}
+
+// bulkBetween pushes n bytes from a client in cns to a sink at sip in sns,
+// keeping the connection established for linger after the last write.
+func bulkBetween(t *testing.T, cns, sns, sip string, n int, opt montest.DialOptions, pause, limit, linger time.Duration) bulkResult {
+	ln := montest.Listen(t, sns, sip)
+	got := montest.Sink(t, ln, pause)
+	c := montest.Dial(t, cns, ln.Addr(), opt)
+	sent := montest.Push(t, c, n, time.Now().Add(limit))
+	time.Sleep(linger)
+	c.CloseWrite()
+	select {
+	case r := <-got:
+		if r != int64(sent) {
+			t.Fatalf("server got %d bytes, client sent %d", r, sent)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("server did not finish reading")
+	}
+	return bulkResult{client: c, srv: ln.Addr().(*net.TCPAddr)}
+}
+
+func TestQdiscQueuingUnderShaper(t *testing.T) {
+	montest.RequireRoot(t)
+	p := montest.NewPair(t)
+	montest.Tc(t, p.Client.NS, "qdisc", "add", "dev", p.Client.Dev, "root", "tbf", "rate", "10mbit", "burst", "5k", "latency", "200ms")
+	w := startWatch(t, monitor.Options{Netns: nsOpt(t, p.Client.NS)})
+	r := bulk(t, p, 1<<20, montest.DialOptions{}, 0, 20*time.Second)
+	evs := w.stop()
+	st, err := w.m.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	q := filter(evs, monitor.BufferQdisc, monitor.EventQueuing)
+	if len(q) == 0 {
+		t.Fatalf("no qdisc queuing event behind a 10mbit shaper (%d events, stats %+v)", len(evs), st)
+	}
+	ifindex := montest.Ifindex(t, p.Client.NS, p.Client.Dev)
+	cport := uint16(r.client.LocalAddr().(*net.TCPAddr).Port)
+	first := q[0]
+	if first.Flags != monitor.FlagStart {
+		t.Errorf("first queuing event has flags %#x, want start %#x", first.Flags, monitor.FlagStart)
+	}
+	if int(first.IfIndex) != ifindex || first.Qdisc() != "tbf" {
+		t.Errorf("queuing event on ifindex %d qdisc %q, want %d tbf", first.IfIndex, first.Qdisc(), ifindex)
+	}
+	if res := first.Time - first.Start; first.Start == 0 || res <= int64(time.Millisecond) {
+		t.Errorf("queuing event residence %d ns, want > 1ms threshold", res)
+	}
+	if sp, dp := tcpPorts(t, &first); sp != cport || int(dp) != r.srv.Port {
+		t.Errorf("victim ports %d->%d, want %d->%d", sp, dp, cport, r.srv.Port)
+	}
+	// Event-driven: ~750 data packets crossed the qdisc, only threshold
+	// crossings and 100 ms re-reports may come out.
+	if st.DequeueSeen < 500 {
+		t.Errorf("monitor saw %d dequeues, want the whole transfer (>= 500)", st.DequeueSeen)
+	}
+	if len(q) > 40 {
+		t.Errorf("%d queuing events for one 1 MiB transfer: not event-driven", len(q))
+	}
+	if st.Lost != 0 {
+		t.Errorf("ring buffer lost %d events", st.Lost)
+	}
+}
+
+func TestQdiscQuietWithoutShaper(t *testing.T) {
+	montest.RequireRoot(t)
+	p := montest.NewPair(t)
+	// pfifo would be bypassed while empty (no enqueue, no dequeue event);
+	// a shaper far above what the veth carries keeps the qdisc in the path
+	// without ever holding packets back.
+	montest.Tc(t, p.Client.NS, "qdisc", "add", "dev", p.Client.Dev, "root", "tbf", "rate", "40gbit", "burst", "4mb", "latency", "50ms")
+	w := startWatch(t, monitor.Options{Netns: nsOpt(t, p.Client.NS, p.Server.NS)})
+	bulk(t, p, 4<<20, montest.DialOptions{}, 0, 20*time.Second)
+	evs := w.stop()
+	st, _ := w.m.Stats()
+	if st.DequeueSeen < 1000 {
+		t.Fatalf("monitor saw %d dequeues, the transfer did not cross the qdisc", st.DequeueSeen)
+	}
+	if n := len(filter(evs, monitor.BufferQdisc, monitor.EventQueuing)); n > 2 {
+		t.Errorf("%d qdisc queuing events on an unshaped veth, want near silence", n)
+	}
+	// A tail loss probe or a spurious timeout on a loaded 2-core machine is
+	// a real retransmission; a handful is tolerated, drops and stalls not.
+	limits := map[uint8]int{monitor.EventDrop: 0, monitor.EventRetransmission: 5, monitor.EventStall: 0}
+	for kind, limit := range limits {
+		if n := count(evs, func(e *monitor.Event) bool { return e.Event == kind }); n > limit {
+			t.Errorf("%d events of kind %d without a fault", n, kind)
+			for _, e := range evs {
+				if e.Event == kind {
+					t.Logf("  %s buffer %d reason %s occ %d/%d pkts %d/%d", e.Source, e.Buffer, w.m.DropReasons().Name(e.DropReason), e.OccBytes, e.CapBytes, e.OccPkts, e.CapPkts)
+				}
+			}
+		}
+	}
+}
+
+func TestQdiscTailDrops(t *testing.T) {
+	montest.RequireRoot(t)
+	p := montest.NewPair(t)
+	// A shaper in front of a 3000-byte bfifo: two full-size segments fit,
+	// the rest of every burst is tail-dropped.
+	montest.Tc(t, p.Client.NS, "qdisc", "add", "dev", p.Client.Dev, "root", "handle", "1:", "tbf", "rate", "10mbit", "burst", "5k", "latency", "200ms")
+	montest.Tc(t, p.Client.NS, "qdisc", "add", "dev", p.Client.Dev, "parent", "1:1", "handle", "10:", "bfifo", "limit", "3000")
+	w := startWatch(t, monitor.Options{Netns: nsOpt(t, p.Client.NS)})
+	r := bulk(t, p, 512<<10, montest.DialOptions{}, 0, 30*time.Second)
+	evs := w.stop()
+	ifindex := montest.Ifindex(t, p.Client.NS, p.Client.Dev)
+	cport := uint16(r.client.LocalAddr().(*net.TCPAddr).Port)
+	checkQdiscDrops(t, w.m, evs, false, ifindex, cport, uint16(r.srv.Port))
+	// A drop in the sender's own qdisc is returned to TCP as a local
+	// congestion signal and the segment is sent again as new data: no
+	// retransmission is expected here (see TestRouterDropsCauseRetransmissions).
+}
+
+// checkQdiscDrops asserts that evs hold qdisc drops named QDISC_DROP (read
+// from the kernel's BTF) of the given flow on ifindex.
+func checkQdiscDrops(t *testing.T, m *monitor.Monitor, evs []monitor.Event, router bool, ifindex int, sport, dport uint16) int {
+	t.Helper()
+	want, ok := m.DropReasons().Value("QDISC_DROP")
+	if !ok {
+		t.Fatal("kernel BTF has no QDISC_DROP reason")
+	}
+	wantBuf := uint8(monitor.BufferQdisc)
+	if router {
+		wantBuf = monitor.BufferSwitch
+	}
+	n := 0
+	for _, e := range filter(evs, 0, monitor.EventDrop) {
+		name := m.DropReasons().Name(e.DropReason)
+		if monitor.BufferOf(name, router) != wantBuf {
+			t.Logf("other drop: %s", name)
+			continue
+		}
+		n++
+		if e.DropReason != want {
+			t.Errorf("qdisc drop reason %d (%s), want QDISC_DROP = %d", e.DropReason, name, want)
+		}
+		if int(e.IfIndex) != ifindex {
+			t.Errorf("drop on ifindex %d, want %d", e.IfIndex, ifindex)
+		}
+		if e.Router != router {
+			t.Errorf("drop router flag %v, want %v", e.Router, router)
+		}
+		if sp, dp := tcpPorts(t, &e); sp != sport || dp != dport {
+			t.Errorf("dropped packet %d->%d, want %d->%d", sp, dp, sport, dport)
+		}
+	}
+	if n == 0 {
+		t.Fatalf("no qdisc drop behind a 3000-byte bfifo (%d events)", len(evs))
+	}
+	return n
+}
+
+func TestRouterDropsCauseRetransmissions(t *testing.T) {
+	montest.RequireRoot(t)
+	c := montest.NewChain(t)
+	montest.Tc(t, c.Router.NS, "qdisc", "add", "dev", c.Router.Dev, "root", "handle", "1:", "tbf", "rate", "10mbit", "burst", "5k", "latency", "200ms")
+	montest.Tc(t, c.Router.NS, "qdisc", "add", "dev", c.Router.Dev, "parent", "1:1", "handle", "10:", "bfifo", "limit", "3000")
+	ns := nsOpt(t, c.Client.NS, c.Router.NS)
+	ns[1].Router = true
+	w := startWatch(t, monitor.Options{Netns: ns})
+	r := bulkBetween(t, c.Client.NS, c.Server.NS, c.Server.IP, 512<<10, montest.DialOptions{}, 0, 30*time.Second, 0)
+	evs := w.stop()
+	cport := uint16(r.client.LocalAddr().(*net.TCPAddr).Port)
+	ifindex := montest.Ifindex(t, c.Router.NS, c.Router.Dev)
+	drops := checkQdiscDrops(t, w.m, evs, true, ifindex, cport, uint16(r.srv.Port))
+
+	rtx := filter(evs, monitor.BufferSocketSend, monitor.EventRetransmission)
+	if len(rtx) == 0 {
+		t.Fatalf("%d drops at the router but no retransmission event at the client", drops)
+	}
+	caddr := r.client.LocalAddr().(*net.TCPAddr)
+	for _, e := range rtx {
+		src, dst := e.Addrs()
+		if e.SrcPort != cport || int(e.DstPort) != r.srv.Port || src.String() != caddr.IP.String() || dst.String() != r.srv.IP.String() {
+			t.Errorf("retransmission on %v:%d -> %v:%d, want %v -> %v", src, e.SrcPort, dst, e.DstPort, caddr, r.srv)
+		}
+	}
+	// The router's egress queue is reported as a switch queue, with the
+	// ingress port the packets came from.
+	sw := filter(evs, monitor.BufferSwitch, monitor.EventQueuing)
+	if len(sw) == 0 {
+		t.Fatalf("no switch-queue queuing event from the router's shaped egress")
+	}
+	in := montest.Ifindex(t, c.Router.NS, c.Router.Peer)
+	if e := sw[0]; !e.Router || int(e.IfIndex) != ifindex || int(e.InIfIndex) != in {
+		t.Errorf("switch queue event router=%v ports %d->%d, want true %d->%d", e.Router, e.InIfIndex, e.IfIndex, in, ifindex)
+	}
+	if n := len(filter(evs, monitor.BufferQdisc, monitor.EventQueuing)); n != 0 {
+		t.Errorf("%d router qdisc events reported as host qdisc", n)
+	}
+	t.Logf("%d drops at the router, %d retransmissions, %d switch-queue events", drops, len(rtx), len(sw))
+}
+
+func TestSendQueueFull(t *testing.T) {
+	montest.RequireRoot(t)
+	p := montest.NewPair(t)
+	montest.Tc(t, p.Client.NS, "qdisc", "add", "dev", p.Client.Dev, "root", "tbf", "rate", "10mbit", "burst", "5k", "latency", "200ms")
+	w := startWatch(t, monitor.Options{Netns: nsOpt(t, p.Client.NS)})
+	// Linger so the queue drains while the socket is still established:
+	// the clear is noticed on ACKs of an established connection.
+	r := bulkBetween(t, p.Client.NS, p.Server.NS, p.Server.IP, 256<<10, montest.DialOptions{SndBuf: 16 << 10}, 0, 20*time.Second, 500*time.Millisecond)
+	evs := w.stop()
+	sq := filter(evs, monitor.BufferSocketSend, monitor.EventQueuing)
+	if len(sq) == 0 {
+		t.Fatalf("no send-queue event with a 16 KiB SO_SNDBUF behind a shaper (%d events)", len(evs))
+	}
+	e := sq[0]
+	// The kernel doubles SO_SNDBUF for its bookkeeping.
+	if e.Flags != monitor.FlagStart || e.CapBytes != 32<<10 || e.OccBytes*100 < e.CapBytes*90 {
+		t.Errorf("first send-queue event flags %#x occupancy %d/%d, want start at >= 90%% of 32768", e.Flags, e.OccBytes, e.CapBytes)
+	}
+	if int(e.SrcPort) != r.client.LocalAddr().(*net.TCPAddr).Port || int(e.DstPort) != r.srv.Port {
+		t.Errorf("send-queue event on ports %d->%d, want client->server %d", e.SrcPort, e.DstPort, r.srv.Port)
+	}
+	if n := count(sq, func(e *monitor.Event) bool { return e.Flags == monitor.FlagCleared }); n == 0 {
+		t.Errorf("send queue never reported cleared after the transfer drained")
+	}
+	if len(sq) > 60 {
+		t.Errorf("%d send-queue events for one 256 KiB transfer: not event-driven", len(sq))
+	}
+}
+
+func TestSendQueueQuietForSmallMessages(t *testing.T) {
+	montest.RequireRoot(t)
+	p := montest.NewPair(t)
+	w := startWatch(t, monitor.Options{Netns: nsOpt(t, p.Client.NS, p.Server.NS)})
+	ln := montest.Listen(t, p.Server.NS, p.Server.IP)
+	got := montest.Sink(t, ln, 0)
+	c := montest.Dial(t, p.Client.NS, ln.Addr(), montest.DialOptions{SndBuf: 16 << 10})
+	msg := make([]byte, 1000)
+	for i := 0; i < 50; i++ {
+		if _, err := c.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	c.CloseWrite()
+	<-got
+	evs := w.stop()
+	if n := len(filter(evs, monitor.BufferSocketSend, monitor.EventQueuing)); n != 0 {
+		t.Errorf("%d send-queue events for 50 small spaced writes", n)
+	}
+	if n := len(filter(evs, monitor.BufferSocketReceive, monitor.EventStall)); n != 0 {
+		t.Errorf("%d receive stalls with a reader that keeps reading", n)
+	}
+}
+
+func TestReceiverNotReading(t *testing.T) {
+	montest.RequireRoot(t)
+	p := montest.NewPair(t)
+	w := startWatch(t, monitor.Options{Netns: nsOpt(t, p.Server.NS)})
+	// The server sleeps before reading; the client fills the receive
+	// buffer and the window closes.
+	r := bulk(t, p, 16<<20, montest.DialOptions{}, 1500*time.Millisecond, time.Second)
+	evs := w.stop()
+	st := filter(evs, monitor.BufferSocketReceive, monitor.EventStall)
+	if len(st) < 2 {
+		t.Fatalf("receive stall events: %d, want a start and a clear (%d events)", len(st), len(evs))
+	}
+	start, end := st[0], st[len(st)-1]
+	if start.Flags != monitor.FlagStart || end.Flags != monitor.FlagCleared {
+		t.Errorf("stall flags %#x ... %#x, want start then cleared", start.Flags, end.Flags)
+	}
+	if start.OccBytes == 0 {
+		t.Errorf("stall start with no unread bytes")
+	}
+	// Reported as the peer's flow: client -> server.
+	cport := r.client.LocalAddr().(*net.TCPAddr).Port
+	if int(start.SrcPort) != cport || int(start.DstPort) != r.srv.Port {
+		t.Errorf("stall reported on %d->%d, want %d->%d", start.SrcPort, start.DstPort, cport, r.srv.Port)
+	}
+	if d := time.Duration(end.Time - end.Since); d < 500*time.Millisecond || d > 5*time.Second {
+		t.Errorf("stall lasted %v by the clear event, the reader slept 1.5 s", d)
+	}
+}
