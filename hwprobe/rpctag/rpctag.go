@@ -66,6 +66,41 @@ func EncodeBody(kind Kind, flags uint8, rpcID, traceID uint64, length uint32) Bo
 	return b
 }
 
+// Tag is the content of a tags map value.
+type Tag struct {
+	Kind    Kind
+	Flags   uint8 // 0x80: retransmission (set by the kernel on the wire)
+	RPCID   uint64
+	TraceID uint64
+	Length  uint32
+}
+
+// Body lays the tag out as the map stores it.
+func (t Tag) Body() Body { return EncodeBody(t.Kind, t.Flags, t.RPCID, t.TraceID, t.Length) }
+
+// ParseBody reads a map value (or wire bytes 4..27 of a tag). It rejects
+// other versions and invalid kinds; reserved bits are ignored as the wire
+// format asks.
+func ParseBody(b []byte) (Tag, error) {
+	if len(b) < BodyLen {
+		return Tag{}, fmt.Errorf("rpctag: tag body of %d bytes, want %d", len(b), BodyLen)
+	}
+	if v := b[0] >> 4; v != Version {
+		return Tag{}, fmt.Errorf("rpctag: tag version %d at offset 0, want %d", v, Version)
+	}
+	k := Kind(b[0] & 0x0f)
+	if k != Request && k != Response {
+		return Tag{}, fmt.Errorf("rpctag: message kind %d at offset 0, want 1 or 2", k)
+	}
+	return Tag{
+		Kind:    k,
+		Flags:   b[1],
+		RPCID:   binary.BigEndian.Uint64(b[2:10]),
+		TraceID: binary.BigEndian.Uint64(b[10:18]),
+		Length:  binary.BigEndian.Uint32(b[18:22]),
+	}, nil
+}
+
 // Table is a handle on a tagger's tags map. Safe for concurrent use.
 type Table struct {
 	m     *ebpf.Map
@@ -134,7 +169,7 @@ func (t *Table) Wrap(c *net.TCPConn) (*Conn, error) {
 	if serr != nil {
 		return nil, fmt.Errorf("rpctag: reading SO_COOKIE: %w", serr)
 	}
-	cn := &Conn{TCPConn: c, raw: raw, table: t, cookie: cookie}
+	cn := &Conn{TCPConn: c, raw: raw, table: t, cookie: cookie, pending: make([]uint64, 0, pruneEvery)}
 	cn.sendFn = cn.sendOnce
 	return cn, nil
 }
@@ -163,7 +198,10 @@ type Conn struct {
 	msgEnd  uint64   // stream offset just past the current message
 	pending []uint64 // offsets of announced messages, oldest first
 
-	// sendOnce state, kept here so a Write allocates nothing.
+	// Scratch space for map updates and sendOnce state, kept here so that
+	// announcing and writing a message allocates nothing.
+	key       Key
+	body      Body
 	sendFn    func(fd uintptr) bool
 	sendBuf   []byte
 	sendFlags int
@@ -201,9 +239,9 @@ func (c *Conn) BeginMessage(kind Kind, rpcID, traceID uint64, length uint32) err
 	if len(c.pending) >= pruneEvery {
 		c.prune()
 	}
-	key := Key{Cookie: c.cookie, Offset: uint32(c.written)}
-	body := EncodeBody(kind, 0, rpcID, traceID, length)
-	if err := c.table.m.Update(&key, &body, ebpf.UpdateAny); err != nil {
+	c.key = Key{Cookie: c.cookie, Offset: uint32(c.written)}
+	c.body = EncodeBody(kind, 0, rpcID, traceID, length)
+	if err := c.table.m.Update(&c.key, &c.body, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("rpctag: announcing message at offset %d: %w", c.written, err)
 	}
 	c.pending = append(c.pending, c.written)
@@ -227,8 +265,8 @@ func (c *Conn) prune() {
 		if off+1 >= acked && off+maxLag >= c.written {
 			break
 		}
-		key := Key{Cookie: c.cookie, Offset: uint32(off)}
-		_ = c.table.m.Delete(&key) // already evicted by the LRU is fine
+		c.key = Key{Cookie: c.cookie, Offset: uint32(off)}
+		_ = c.table.m.Delete(&c.key) // already evicted by the LRU is fine
 	}
 	c.pending = append(c.pending[:0], c.pending[i:]...)
 }
