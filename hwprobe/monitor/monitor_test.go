@@ -198,7 +198,11 @@ func TestQdiscQuietWithoutShaper(t *testing.T) {
 	// a shaper far above what the veth carries keeps the qdisc in the path
 	// without ever holding packets back.
 	montest.Tc(t, p.Client.NS, "qdisc", "add", "dev", p.Client.Dev, "root", "tbf", "rate", "40gbit", "burst", "4mb", "latency", "50ms")
-	w := startWatch(t, monitor.Options{Netns: nsOpt(t, p.Client.NS, p.Server.NS)})
+	// The reader keeps reading, but on a shared 2-core machine (and under
+	// -race) a goroutine can be off CPU for 100 ms; the stall threshold is
+	// raised so the test checks the monitor, not the scheduler.
+	w := startWatch(t, monitor.Options{Netns: nsOpt(t, p.Client.NS, p.Server.NS),
+		Thresholds: monitor.Thresholds{ReceiveStall: time.Second}})
 	bulk(t, p, 4<<20, montest.DialOptions{}, 0, 20*time.Second)
 	evs := w.stop()
 	st, _ := w.m.Stats()
@@ -208,9 +212,13 @@ func TestQdiscQuietWithoutShaper(t *testing.T) {
 	if n := len(filter(evs, monitor.BufferQdisc, monitor.EventQueuing)); n > 2 {
 		t.Errorf("%d qdisc queuing events on an unshaped veth, want near silence", n)
 	}
-	// A tail loss probe or a spurious timeout on a loaded 2-core machine is
-	// a real retransmission; a handful is tolerated, drops and stalls not.
-	limits := map[uint8]int{monitor.EventDrop: 0, monitor.EventRetransmission: 5, monitor.EventStall: 0}
+	// Retransmissions are not checked here: a bulk transfer over veth on
+	// two CPUs is reordered (each sending CPU queues to its own backlog),
+	// RACK takes that for loss and really retransmits; the monitor reports
+	// those faithfully. TestSendQueueQuietForSmallMessages is the quiet
+	// case for retransmissions.
+	t.Logf("%d retransmissions from reordering", len(filter(evs, monitor.BufferSocketSend, monitor.EventRetransmission)))
+	limits := map[uint8]int{monitor.EventDrop: 0, monitor.EventStall: 0}
 	for kind, limit := range limits {
 		if n := count(evs, func(e *monitor.Event) bool { return e.Event == kind }); n > limit {
 			t.Errorf("%d events of kind %d without a fault", n, kind)
@@ -372,6 +380,9 @@ func TestSendQueueQuietForSmallMessages(t *testing.T) {
 	}
 	if n := len(filter(evs, monitor.BufferSocketReceive, monitor.EventStall)); n != 0 {
 		t.Errorf("%d receive stalls with a reader that keeps reading", n)
+	}
+	if n := len(evs); n != 0 {
+		t.Errorf("%d events of any kind for 50 small spaced messages, want none", n)
 	}
 }
 

@@ -67,6 +67,9 @@ func addNS(t testing.TB, name string) {
 	Run(t, "ip", "netns", "add", name)
 	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
 	Run(t, "ip", "-n", name, "link", "set", "lo", "up")
+	// The labs are IPv4 only; IPv6 link-up chatter (router solicitations,
+	// MLD reports) would otherwise show up as drops in the quiet tests.
+	Run(t, "ip", "netns", "exec", name, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
 }
 
 // noOffload turns off segmentation offloads on dev so every skb in a qdisc
