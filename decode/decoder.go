@@ -257,17 +257,9 @@ func (d *Decoder) dissectTCP(p *pkt) bool {
 	p.tcpHdrLen = int(t.DataOffset) * 4
 	p.l4payload = t.Payload
 	p.l3payload -= p.tcpHdrLen
-	var f uint16
-	for _, b := range [...]struct {
-		on  bool
-		bit uint16
-	}{{t.FIN, TCPFlagFIN}, {t.SYN, TCPFlagSYN}, {t.RST, TCPFlagRST}, {t.PSH, TCPFlagPSH},
-		{t.ACK, TCPFlagACK}, {t.URG, TCPFlagURG}, {t.ECE, TCPFlagECE}, {t.CWR, TCPFlagCWR}, {t.NS, TCPFlagNS}} {
-		if b.on {
-			f |= b.bit
-		}
-	}
-	p.flags = f
+	// The record's flag bits are the header's own (NS + 8 flags), so take
+	// them from the wire instead of reassembling gopacket's booleans.
+	p.flags = uint16(t.Contents[12]&1)<<8 | uint16(t.Contents[13])
 	for i := range t.Options {
 		o := &t.Options[i]
 		if o.OptionType != TagOptionKind || len(o.OptionData) < 2 ||
