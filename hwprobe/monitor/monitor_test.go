@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -414,3 +415,92 @@ func TestReceiverNotReading(t *testing.T) {
 		t.Errorf("stall lasted %v by the clear event, the reader slept 1.5 s", d)
 	}
 }
+
+// taggedSegment builds an IPv4/TCP segment from src to dst carrying the
+// request tag option with the given ExID (docs/wire-format.md §1) and 100
+// bytes of payload. The kernel fills the IP checksum and ID.
+func taggedSegment(src, dst net.IP, sport, dport uint16, exid uint16, seq uint32) []byte {
+	tcpLen := 20 + 32
+	pkt := make([]byte, 20+tcpLen+100)
+	pkt[0] = 0x45
+	binary.BigEndian.PutUint16(pkt[2:], uint16(len(pkt)))
+	pkt[8] = 64
+	pkt[9] = 6
+	copy(pkt[12:], src.To4())
+	copy(pkt[16:], dst.To4())
+	tcp := pkt[20:]
+	binary.BigEndian.PutUint16(tcp[0:], sport)
+	binary.BigEndian.PutUint16(tcp[2:], dport)
+	binary.BigEndian.PutUint32(tcp[4:], seq)
+	tcp[12] = byte(tcpLen/4) << 4
+	tcp[13] = 0x18 // PSH|ACK
+	binary.BigEndian.PutUint16(tcp[14:], 65535)
+	opt := tcp[20:]
+	opt[0], opt[1] = 1, 1 // NOP NOP
+	opt[2], opt[3] = 253, 28
+	binary.BigEndian.PutUint16(opt[4:], exid)
+	opt[6] = 1<<4 | 1                                        // version 1, request
+	binary.BigEndian.PutUint64(opt[8:], 0x1122334455667788)  // RPC ID
+	binary.BigEndian.PutUint64(opt[16:], 0x99aabbccddeeff00) // trace ID
+	binary.BigEndian.PutUint32(opt[24:], 4096)               // message length
+	return pkt
+}
+
+// inject sends raw IPv4 packets from inside ns; they pass the egress qdisc
+// like any locally generated packet.
+func inject(t *testing.T, ns string, pkts [][]byte) {
+	t.Helper()
+	montest.In(t, ns, func() error {
+		fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_RAW, syscall.IPPROTO_RAW)
+		if err != nil {
+			return err
+		}
+		defer syscall.Close(fd)
+		for _, p := range pkts {
+			var to syscall.SockaddrInet4
+			copy(to.Addr[:], p[16:20])
+			if err := syscall.Sendto(fd, p, 0, &to); err != nil {
+				return err
+			}
+			time.Sleep(time.Millisecond)
+		}
+		return nil
+	})
+}
+
+func TestMessageStartOnlyForTaggedSegments(t *testing.T) {
+	montest.RequireRoot(t)
+	p := montest.NewPair(t)
+	montest.Tc(t, p.Client.NS, "qdisc", "add", "dev", p.Client.Dev, "root", "tbf", "rate", "1gbit", "burst", "1mb", "latency", "50ms")
+	w := startWatch(t, monitor.Options{Netns: nsOpt(t, p.Client.NS)})
+	src, dst := net.ParseIP(p.Client.IP), net.ParseIP(p.Server.IP)
+	var tagged, foreign [][]byte
+	for i := 0; i < 20; i++ {
+		tagged = append(tagged, taggedSegment(src, dst, 40000, 9, 0xBF5C, uint32(1000*i)))
+		foreign = append(foreign, taggedSegment(src, dst, 40001, 9, 0x1234, uint32(1000*i)))
+	}
+	inject(t, p.Client.NS, foreign)
+	inject(t, p.Client.NS, tagged)
+	evs := w.stop()
+
+	ms := filter(evs, monitor.BufferQdisc, monitor.EventMessageStart)
+	if len(ms) != len(tagged) {
+		t.Fatalf("%d message-start events, want one per tagged segment (%d); %d events in all", len(ms), len(tagged), len(evs))
+	}
+	for i, e := range ms {
+		want := tagged[i][:72] // IP + TCP with options, no payload
+		got := e.Header[:e.HeaderLen]
+		if len(got) != len(want) {
+			t.Fatalf("event %d: header %d bytes, want %d", i, len(got), len(want))
+		}
+		// The kernel filled in the IP ID and checksum: compare the rest.
+		if !bytesEqual(got[20:], want[20:]) || !bytesEqual(got[12:20], want[12:20]) {
+			t.Errorf("event %d header\n% x\nwant\n% x", i, got, want)
+		}
+		if e.Start == 0 || e.Time < e.Start {
+			t.Errorf("event %d: enqueue %d after dequeue %d", i, e.Start, e.Time)
+		}
+	}
+}
+
+func bytesEqual(a, b []byte) bool { return string(a) == string(b) }
