@@ -75,7 +75,7 @@ type INT struct {
 	Rep               uint8 // v1.0 only
 	C                 bool  // v1.0 only
 	D, E, M           bool
-	HeaderReserved    uint16
+	HeaderReserved    uint32 // MD: 12 bits; MX: 27 bits; v1.0: 10 bits
 	HopML             uint8
 	RemainingHopCount uint8
 	Instructions      uint16
@@ -182,11 +182,11 @@ func (n *INT) DecodeFromBytes(data []byte, df gopacket.DecodeFeedback) error {
 	if n.Type == INTTypeMD {
 		n.E = h[0]&0x04 != 0
 		n.M = h[0]&0x02 != 0
-		n.HeaderReserved = uint16(h[0]&1)<<11 | uint16(h[1])<<3 | uint16(h[2]>>5)
+		n.HeaderReserved = uint32(h[0]&1)<<11 | uint32(h[1])<<3 | uint32(h[2]>>5)
 		n.HopML = h[2] & 0x1F
 		n.RemainingHopCount = h[3]
 	} else {
-		n.HeaderReserved = uint16(h[0]&0x07)<<8 | uint16(h[1]) // low 11 of 27 reserved bits kept
+		n.HeaderReserved = uint32(h[0]&0x07)<<24 | uint32(h[1])<<16 | uint32(h[2])<<8 | uint32(h[3])
 	}
 	n.Instructions = binary.BigEndian.Uint16(h[4:])
 	n.DomainID = binary.BigEndian.Uint16(h[6:])
@@ -238,7 +238,7 @@ func (n *INT) decodeV1(data []byte, df gopacket.DecodeFeedback) error {
 	n.C = h[0]&0x02 != 0
 	n.E = h[0]&0x01 != 0
 	n.M = h[1]&0x80 != 0
-	n.HeaderReserved = uint16(h[1]&0x7F)<<3 | uint16(h[2]>>5)
+	n.HeaderReserved = uint32(h[1]&0x7F)<<3 | uint32(h[2]>>5)
 	n.HopML = h[2] & 0x1F
 	n.RemainingHopCount = h[3]
 	n.Instructions = binary.BigEndian.Uint16(h[4:])
@@ -361,11 +361,11 @@ func (n *INT) SerializeTo(b gopacket.SerializeBuffer, opts gopacket.SerializeOpt
 		h[2] = uint8(n.HeaderReserved)<<5 | n.HopML&0x1F
 		h[3] = n.RemainingHopCount
 	} else {
-		h[0] = 2<<4 | uint8(n.HeaderReserved>>8)&0x07
+		h[0] = 2<<4 | uint8(n.HeaderReserved>>24)&0x07
 		if n.D {
 			h[0] |= 0x08
 		}
-		h[1] = uint8(n.HeaderReserved)
+		h[1], h[2], h[3] = uint8(n.HeaderReserved>>16), uint8(n.HeaderReserved>>8), uint8(n.HeaderReserved)
 	}
 	out = append(out, h[:]...)
 	out = binary.BigEndian.AppendUint16(out, n.Instructions)
