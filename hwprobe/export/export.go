@@ -1,0 +1,357 @@
+// Package export turns buffer monitor events into Telemetry Report v2.0
+// packets (docs/wire-format.md §2) and sends them over UDP to a collector.
+//
+// Events are batched: a packet leaves when the next event would not fit
+// the payload budget, or FlushInterval after its first event, whichever
+// comes first. Host buffers travel as bufscope host reports serialized by
+// decode.AppendHostReport; a router's egress queue travels as standard
+// INT baseline metadata only, serialized by decode.TelemetryReportV2, in
+// packets of its own so a collector that knows only the P4.org
+// specification can read them.
+package export
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bufscope/bufscope/decode"
+	"github.com/bufscope/bufscope/hwprobe/monitor"
+	"github.com/gopacket/gopacket"
+)
+
+// Source is where the exporter reads events; *monitor.Monitor is one.
+type Source interface {
+	// ReadEvent blocks until an event is available or the deadline
+	// passes (os.ErrDeadlineExceeded).
+	ReadEvent(ev *monitor.Event, deadline time.Time) error
+	// DropReasons names the kernel's drop reasons.
+	DropReasons() *monitor.DropReasons
+}
+
+// Options configure New.
+type Options struct {
+	// Collector is host:port of the collector; a missing port means
+	// decode.DefaultReportPort.
+	Collector string
+	// NodeID goes into every group header. 0 means NodeIDFromHostname.
+	NodeID uint32
+	// HwID is the 6-bit hardware ID of the group header (0-63).
+	HwID uint8
+	// MaxPayload bounds a packet's UDP payload. Default 1400 bytes, so
+	// reports cross a 1500-byte MTU path with room for tunnels.
+	MaxPayload int
+	// FlushInterval bounds how long an event waits for company. Default
+	// 20 ms.
+	FlushInterval time.Duration
+	// Conn, when set, is used instead of dialling Collector (e.g. a socket
+	// opened inside a network namespace). The exporter closes it.
+	Conn net.Conn
+}
+
+// Counters are the exporter's own statistics.
+type Counters struct {
+	Events       uint64 // events read from the source
+	Reports      uint64 // individual reports sent
+	Packets      uint64 // UDP packets sent
+	Bytes        uint64 // UDP payload bytes sent
+	SendErrors   uint64 // packets the socket refused
+	EncodeErrors uint64 // events that could not be serialized (dropped)
+}
+
+// Exporter batches and sends reports. Run must be called from one
+// goroutine; Counters is safe to call concurrently with it.
+type Exporter struct {
+	opts   Options
+	conn   net.Conn
+	nodeID uint32
+	seq    uint32
+
+	host   batch
+	router batch
+	inIf   [maxBatch]uint32 // ingress ports of the router batch
+	buf    []byte
+	sbuf   gopacket.SerializeBuffer
+
+	events, reports, packets, bytes, sendErrs, encErrs atomic.Uint64
+	closeOnce                                          sync.Once
+}
+
+// maxBatch bounds the events of one packet; with the smallest reports
+// (~60 bytes) 1400 bytes hold about 23.
+const maxBatch = 32
+
+// batch holds events waiting for a packet. Inner headers are copied into
+// hdrs because the monitor's Event is reused for the next read.
+type batch struct {
+	evs   []decode.HostEvent
+	hdrs  [maxBatch][monitor.HeaderMax]byte
+	size  int       // bytes the packet would have
+	first time.Time // when the oldest event arrived
+}
+
+// New opens the UDP socket (unless opts.Conn is given) and returns an
+// Exporter. Close releases the socket.
+func New(opts Options) (*Exporter, error) {
+	if opts.MaxPayload == 0 {
+		opts.MaxPayload = 1400
+	}
+	if opts.MaxPayload < 512 || opts.MaxPayload > 65507 {
+		return nil, fmt.Errorf("export: payload budget %d bytes out of range 512-65507", opts.MaxPayload)
+	}
+	if opts.FlushInterval <= 0 {
+		opts.FlushInterval = 20 * time.Millisecond
+	}
+	if opts.HwID > 63 {
+		return nil, fmt.Errorf("export: hw id %d does not fit the 6-bit field (0-63)", opts.HwID)
+	}
+	x := &Exporter{opts: opts, nodeID: opts.NodeID, sbuf: gopacket.NewSerializeBuffer()}
+	if x.nodeID == 0 {
+		id, err := NodeIDFromHostname()
+		if err != nil {
+			return nil, err
+		}
+		x.nodeID = id
+	}
+	x.conn = opts.Conn
+	if x.conn == nil {
+		addr, err := CollectorAddr(opts.Collector)
+		if err != nil {
+			return nil, err
+		}
+		x.conn, err = net.Dial("udp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("export: opening UDP socket to collector %s: %w", addr, err)
+		}
+	}
+	x.host.evs = make([]decode.HostEvent, 0, maxBatch)
+	x.router.evs = make([]decode.HostEvent, 0, maxBatch)
+	x.buf = make([]byte, 0, opts.MaxPayload+512)
+	return x, nil
+}
+
+// CollectorAddr validates a --collector value and adds the default port.
+func CollectorAddr(s string) (string, error) {
+	if s == "" {
+		return "", errors.New("export: no collector address: give --collector HOST[:PORT]")
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		// No port: the whole value is the host (IPv6 literals in brackets
+		// or bare).
+		host, port = s, strconv.Itoa(decode.DefaultReportPort)
+		if len(host) > 1 && host[0] == '[' && host[len(host)-1] == ']' {
+			host = host[1 : len(host)-1]
+		}
+		if strings.ContainsAny(host, "[]") {
+			return "", fmt.Errorf("export: collector %q: unbalanced brackets: give --collector HOST[:PORT] or [IPv6]:PORT", s)
+		}
+		if strings.Contains(host, ":") {
+			if _, err := netip.ParseAddr(host); err != nil {
+				return "", fmt.Errorf("export: collector %q is neither HOST:PORT nor an IPv6 address: give --collector HOST[:PORT] or [IPv6]:PORT", s)
+			}
+		}
+	}
+	if host == "" {
+		return "", fmt.Errorf("export: collector %q has no host: give --collector HOST[:PORT]", s)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		return "", fmt.Errorf("export: collector %q: port %q is not 1-65535", s, port)
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
+// NodeIDFromHostname returns the FNV-1a hash of the host name, never 0.
+// Stable across restarts, so reports from one host keep one node ID.
+func NodeIDFromHostname() (uint32, error) {
+	name, err := os.Hostname()
+	if err != nil {
+		return 0, fmt.Errorf("export: no node id given and the host name is unreadable: %w", err)
+	}
+	h := fnv.New32a()
+	h.Write([]byte(name))
+	if id := h.Sum32(); id != 0 {
+		return id, nil
+	}
+	return 1, nil
+}
+
+// NodeID is the node ID the exporter puts in its reports.
+func (x *Exporter) NodeID() uint32 { return x.nodeID }
+
+// Run reads events from src until ctx is done or src fails, sending
+// reports as batches fill or age. On return everything read has been
+// flushed. It returns nil when ctx ended it.
+func (x *Exporter) Run(ctx context.Context, src Source) error {
+	var ev monitor.Event
+	reasons := src.DropReasons()
+	for {
+		deadline := time.Now().Add(x.opts.FlushInterval)
+		if t, ok := x.oldest(); ok && t.Add(x.opts.FlushInterval).Before(deadline) {
+			deadline = t.Add(x.opts.FlushInterval)
+		}
+		err := src.ReadEvent(&ev, deadline)
+		switch {
+		case err == nil:
+			x.events.Add(1)
+			x.add(&ev, reasons)
+		case errors.Is(err, os.ErrDeadlineExceeded):
+		default:
+			x.flushAll()
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("export: reading monitor events: %w", err)
+		}
+		now := time.Now()
+		x.flushAged(now)
+		if ctx.Err() != nil {
+			x.drain(src, reasons)
+			x.flushAll()
+			return nil
+		}
+	}
+}
+
+// drain reads what is already in the ring, without waiting, so events
+// that happened before shutdown are not lost.
+func (x *Exporter) drain(src Source, reasons *monitor.DropReasons) {
+	var ev monitor.Event
+	for i := 0; i < 1<<16; i++ {
+		if err := src.ReadEvent(&ev, time.Now()); err != nil {
+			return
+		}
+		x.events.Add(1)
+		x.add(&ev, reasons)
+	}
+}
+
+func (x *Exporter) oldest() (time.Time, bool) {
+	var t time.Time
+	for _, b := range []*batch{&x.host, &x.router} {
+		if len(b.evs) > 0 && (t.IsZero() || b.first.Before(t)) {
+			t = b.first
+		}
+	}
+	return t, !t.IsZero()
+}
+
+func (x *Exporter) flushAged(now time.Time) {
+	if len(x.host.evs) > 0 && now.Sub(x.host.first) >= x.opts.FlushInterval {
+		x.flushHost()
+	}
+	if len(x.router.evs) > 0 && now.Sub(x.router.first) >= x.opts.FlushInterval {
+		x.flushRouter()
+	}
+}
+
+func (x *Exporter) flushAll() {
+	x.flushHost()
+	x.flushRouter()
+}
+
+// reportBound is the most bytes one individual report can take besides
+// its inner packet: header 12, baseline 32, host metadata 68.
+const reportBound = 12 + 32 + 68
+
+func (x *Exporter) add(ev *monitor.Event, reasons *monitor.DropReasons) {
+	b, flush := &x.host, x.flushHost
+	if ev.Router {
+		b, flush = &x.router, x.flushRouter
+	}
+	n := len(b.evs)
+	if n > 0 && (n == maxBatch || b.size+reportBound+monitor.HeaderMax > x.opts.MaxPayload) {
+		flush()
+		n = 0
+	}
+	if n == 0 {
+		b.first = time.Now()
+		b.size = 8
+	}
+	b.evs = b.evs[:n+1]
+	he := &b.evs[n]
+	Convert(ev, reasons, he, b.hdrs[n][:0])
+	if ev.Router {
+		x.inIf[n] = ev.InIfIndex
+	}
+	b.size += reportBound + (len(he.Inner)+3)&^3
+}
+
+func (x *Exporter) flushHost() {
+	if len(x.host.evs) == 0 {
+		return
+	}
+	out, err := decode.AppendHostReport(x.buf[:0], x.nodeID, x.opts.HwID, x.seq, x.host.evs)
+	if err != nil {
+		// One bad event must not cost the others their report: send them
+		// one by one and count what cannot be encoded.
+		for i := range x.host.evs {
+			one, err := decode.AppendHostReport(x.buf[:0], x.nodeID, x.opts.HwID, x.seq, x.host.evs[i:i+1])
+			if err != nil {
+				x.encErrs.Add(1)
+				continue
+			}
+			x.send(one, 1)
+		}
+	} else {
+		x.send(out, len(x.host.evs))
+	}
+	x.host.evs = x.host.evs[:0]
+}
+
+// flushRouter sends the router's egress-queue events as standard INT
+// reports: baseline metadata only, no bufscope extension.
+func (x *Exporter) flushRouter() {
+	if len(x.router.evs) == 0 {
+		return
+	}
+	t := decode.TelemetryReportV2{Version: 2, HwID: x.opts.HwID, Seq: x.seq, NodeID: x.nodeID}
+	t.Reports = make([]decode.ReportV2, len(x.router.evs))
+	for i := range x.router.evs {
+		switchReport(&x.router.evs[i], x.inIf[i], &t.Reports[i])
+	}
+	if err := x.sbuf.Clear(); err == nil {
+		err = t.SerializeTo(x.sbuf, gopacket.SerializeOptions{FixLengths: true})
+		if err != nil {
+			x.encErrs.Add(uint64(len(x.router.evs)))
+		} else {
+			x.send(x.sbuf.Bytes(), len(x.router.evs))
+		}
+	}
+	x.router.evs = x.router.evs[:0]
+}
+
+func (x *Exporter) send(p []byte, reports int) {
+	x.seq = (x.seq + 1) & 0x3FFFFF
+	if _, err := x.conn.Write(p); err != nil {
+		x.sendErrs.Add(1)
+		return
+	}
+	x.packets.Add(1)
+	x.reports.Add(uint64(reports))
+	x.bytes.Add(uint64(len(p)))
+}
+
+// Counters returns the exporter's counters so far.
+func (x *Exporter) Counters() Counters {
+	return Counters{
+		Events: x.events.Load(), Reports: x.reports.Load(), Packets: x.packets.Load(),
+		Bytes: x.bytes.Load(), SendErrors: x.sendErrs.Load(), EncodeErrors: x.encErrs.Load(),
+	}
+}
+
+// Close closes the socket. Call it after Run has returned.
+func (x *Exporter) Close() error {
+	var err error
+	x.closeOnce.Do(func() { err = x.conn.Close() })
+	return err
+}
