@@ -78,6 +78,7 @@ reconstructs offline which buffer made each request slow.
 	root.AddCommand(newCompletionCmd(s))
 	root.AddCommand(newDecodeCmd(s, nil))
 	root.AddCommand(newManCmd(s))
+	root.AddCommand(newProbeCmd(s, nil))
 	root.AddCommand(newRecordCmd(s, nil))
 	root.AddCommand(newVersionCmd(s))
 	return root
