@@ -185,7 +185,7 @@ func (r *Record) DropName() string {
 		}
 		return string(r.DropReasonName[:n])
 	}
-	if r.Source == SourceReportV2 || r.Source == SourceReportV1 || r.Source == SourceReportV0 {
+	if r.Kind != RecordHostEvent && (r.Source == SourceReportV2 || r.Source == SourceReportV1 || r.Source == SourceReportV0) {
 		return SwitchDropReasonName(uint8(r.DropReason))
 	}
 	return ""
