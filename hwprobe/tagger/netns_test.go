@@ -24,7 +24,7 @@ import (
 // client process, and tcpdump captures. Everything is named with the bst-
 // prefix and removed by t.Cleanup, also when a test fails.
 
-func requireRoot(t *testing.T) {
+func requireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: creates network namespaces, cgroups and loads eBPF (CI runs as root)")
@@ -36,7 +36,7 @@ func requireRoot(t *testing.T) {
 	}
 }
 
-func run(t *testing.T, name string, args ...string) {
+func run(t testing.TB, name string, args ...string) {
 	t.Helper()
 	out, err := exec.Command(name, args...).CombinedOutput()
 	if err != nil {
@@ -54,7 +54,7 @@ type lab struct {
 
 // newLab creates the namespaces and veth pair. gsoMaxSegs > 0 limits the
 // client device's GSO so every skb on the wire is one segment.
-func newLab(t *testing.T, gsoMaxSegs int) *lab {
+func newLab(t testing.TB, gsoMaxSegs int) *lab {
 	t.Helper()
 	n := int(labSeq.Add(1))
 	id := fmt.Sprintf("%d-%d", os.Getpid()%100000, n)
@@ -86,7 +86,7 @@ func newLab(t *testing.T, gsoMaxSegs int) *lab {
 
 // inNetns runs fn on a thread switched into netns ns; sockets created by
 // fn stay in ns.
-func inNetns(t *testing.T, ns string, fn func()) {
+func inNetns(t testing.TB, ns string, fn func()) {
 	t.Helper()
 	done := make(chan error, 1)
 	go func() {
@@ -122,7 +122,7 @@ func inNetns(t *testing.T, ns string, fn func()) {
 }
 
 // cgroup2Root finds a cgroup v2 mount in /proc/self/mountinfo.
-func cgroup2Root(t *testing.T) string {
+func cgroup2Root(t testing.TB) string {
 	t.Helper()
 	data, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
@@ -144,7 +144,7 @@ func cgroup2Root(t *testing.T) string {
 }
 
 // newCgroup creates an empty child cgroup and removes it after the test.
-func newCgroup(t *testing.T) string {
+func newCgroup(t testing.TB) string {
 	t.Helper()
 	dir := filepath.Join(cgroup2Root(t), fmt.Sprintf("bst-tagger-%d-%d", os.Getpid(), labSeq.Add(1)))
 	if err := os.Mkdir(dir, 0o755); err != nil {
@@ -165,7 +165,7 @@ func newCgroup(t *testing.T) string {
 
 // capture runs tcpdump on dev in netns ns; stop it and get the file with
 // the returned function.
-func capture(t *testing.T, ns, dev string) func() string {
+func capture(t testing.TB, ns, dev string) func() string {
 	t.Helper()
 	file := filepath.Join(t.TempDir(), "cap.pcap")
 	cmd := exec.Command("ip", "netns", "exec", ns, "tcpdump", "-n", "-U", "--immediate-mode", "-i", dev, "-s", "256", "-w", file, "tcp")
