@@ -512,7 +512,8 @@ func (d *Decoder) v2Records(base *Record, dst []Record) []Record {
 			r.RcvWnd, r.SndCwnd, r.Duration = h.RcvWnd, h.SndCwnd, h.Duration
 		}
 		var link layers.LinkType
-		switch rp.InType {
+		inType, inner := rp.InnerPacket()
+		switch inType {
 		case InTypeEthernet:
 			link = layers.LinkTypeEthernet
 		case InTypeIPv4, InTypeIPv6:
@@ -521,7 +522,7 @@ func (d *Decoder) v2Records(base *Record, dst []Record) []Record {
 			dst = append(dst, r)
 			continue
 		}
-		dst = d.innerRecords(&r, link, rp.Inner, dst)
+		dst = d.innerRecords(&r, link, inner, dst)
 	}
 	return dst
 }

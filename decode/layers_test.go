@@ -475,3 +475,77 @@ func TestTruncatedInputs(t *testing.T) {
 		}
 	}
 }
+
+// reportV2TLV carries its inner packet as TLVs: a domain-specific TLV that
+// is skipped, then an IPv4 TLV.
+//
+//	20 00 00 03 00 00 00 0d   Ver 2, seq 3, Node ID 13
+//	11 0c 00 20               RepType 1, InType 1 (TLV), RepLen 12, MDLen 0, F
+//	00 00 00 00 00 00 00 00   RepMdBits 0, DS ID 0, DSMdBits 0, status 0
+//	00 01 12 34 aa bb cc dd   TLV type 0 (DS ext), length 1, template 0x1234
+//	20 07 00 00               TLV type 2 (IPv4), length 7
+//	45 00 00 1c 00 00 00 00 40 11 00 00 0a 00 00 01 0a 00 00 02   IPv4
+//	04 d2 16 2e 00 08 00 00   UDP 1234 -> 5678
+var reportV2TLV = []byte{
+	0x20, 0x00, 0x00, 0x03, 0x00, 0x00, 0x00, 0x0d,
+	0x11, 0x0c, 0x00, 0x20,
+	0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+	0x00, 0x01, 0x12, 0x34, 0xaa, 0xbb, 0xcc, 0xdd,
+	0x20, 0x07, 0x00, 0x00,
+	0x45, 0x00, 0x00, 0x1c, 0x00, 0x00, 0x00, 0x00, 0x40, 0x11, 0x00, 0x00,
+	0x0a, 0x00, 0x00, 0x01, 0x0a, 0x00, 0x00, 0x02,
+	0x04, 0xd2, 0x16, 0x2e, 0x00, 0x08, 0x00, 0x00,
+}
+
+func TestReportV2TLV(t *testing.T) {
+	var r TelemetryReportV2
+	if err := r.DecodeFromBytes(reportV2TLV, gopacket.NilDecodeFeedback); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Reports) != 1 || r.Reports[0].Reason != "" {
+		t.Fatalf("reports %+v", r.Reports)
+	}
+	typ, inner := r.Reports[0].InnerPacket()
+	if typ != InTypeIPv4 || !bytes.Equal(inner, reportV2TLV[32:]) {
+		t.Fatalf("InnerPacket = %d % x", typ, inner)
+	}
+	if out := serialize(t, &r, true); !bytes.Equal(out, reportV2TLV) {
+		t.Fatalf("serialized\n% x\nwant\n% x", out, reportV2TLV)
+	}
+	recs := NewDecoder(DecoderOptions{}).reportRecordsForTest(reportV2TLV)
+	if len(recs) != 1 || recs[0].Kind != RecordHop || recs[0].Flow.DstPort != 5678 || recs[0].Node != 13 {
+		t.Fatalf("records %+v", recs)
+	}
+}
+
+// The layers work in a DecodingLayerParser, the gopacket zero-allocation
+// path: UDP on the report port hands over to TelemetryReport.
+func TestDecodingLayerParser(t *testing.T) {
+	var (
+		eth layers.Ethernet
+		ip4 layers.IPv4
+		udp layers.UDP
+		rep TelemetryReport
+	)
+	p := gopacket.NewDecodingLayerParser(layers.LayerTypeEthernet, &eth, &ip4, &udp, &rep)
+	p.IgnoreUnsupported = true
+	var decoded []gopacket.LayerType
+	frame := intReportFrame(t, 2)
+	if err := p.DecodeLayers(frame, &decoded); err != nil {
+		t.Fatal(err)
+	}
+	// The parser goes on into the reported packet, reusing the IPv4 and UDP
+	// structs (so they end up holding the inner headers).
+	want := []gopacket.LayerType{layers.LayerTypeEthernet, layers.LayerTypeIPv4, layers.LayerTypeUDP,
+		LayerTypeTelemetryReport, layers.LayerTypeIPv4, layers.LayerTypeUDP}
+	if !reflect.DeepEqual(decoded, want) || udp.DstPort != 6000 {
+		t.Fatalf("decoded %v, want %v", decoded, want)
+	}
+	if rep.Version != 2 || rep.V2.NodeID != 9 || len(rep.V2.Reports) != 1 || rep.NextLayerType() != layers.LayerTypeIPv4 {
+		t.Fatalf("report %+v", rep.V2)
+	}
+	n := testing.AllocsPerRun(100, func() { _ = p.DecodeLayers(frame, &decoded) })
+	if n != 0 {
+		t.Fatalf("DecodingLayerParser path allocates %v times", n)
+	}
+}

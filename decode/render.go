@@ -495,13 +495,16 @@ func (d *Decoder) treeReportV2(t *tree, r *TelemetryReportV2) {
 				t.f("Domain specific metadata (domain 0x%04x): % x", rp.DomainID, rp.DSData)
 			}
 		}
-		switch rp.InType {
+		inType, inner := rp.InnerPacket()
+		switch inType {
 		case InTypeEthernet:
-			d.treeInner(t, layers.LinkTypeEthernet, rp.Inner)
+			d.treeInner(t, layers.LinkTypeEthernet, inner)
 		case InTypeIPv4, InTypeIPv6:
-			d.treeInner(t, layers.LinkTypeRaw, rp.Inner)
-		case InTypeTLV, InTypeDSExt:
-			t.f("Inner contents: %d bytes, not decoded", len(rp.Inner))
+			d.treeInner(t, layers.LinkTypeRaw, inner)
+		default:
+			if len(rp.Inner) > 0 {
+				t.f("Inner contents: %d bytes with no packet in them, not decoded", len(rp.Inner))
+			}
 		}
 		t.out()
 	}

@@ -549,3 +549,42 @@ func nextDecoder(p gopacket.PacketBuilder, next gopacket.LayerType) error {
 	}
 	return p.NextDecoder(next)
 }
+
+// TLV types of Telemetry Report v2.0 inner contents (InType 1).
+const (
+	TLVTypeDSExt    = 0
+	TLVTypeEthernet = 1
+	TLVTypeIPv4     = 2
+	TLVTypeIPv6     = 3
+)
+
+// InnerPacket returns the reported packet inside the inner contents as an
+// InType code (InTypeEthernet, InTypeIPv4 or InTypeIPv6) and its bytes: the
+// inner contents themselves for InType 3–5, or the first Ethernet/IPv4/IPv6
+// TLV for InType 1. It returns InTypeNone when there is no packet (no inner
+// contents, DS extension data only, or a TLV list that runs past its end).
+// The bytes alias the decoded buffer; nothing is allocated.
+func (r *ReportV2) InnerPacket() (uint8, []byte) {
+	switch r.InType {
+	case InTypeEthernet, InTypeIPv4, InTypeIPv6:
+		return r.InType, r.Inner
+	case InTypeTLV:
+		b := r.Inner
+		for len(b) >= 4 {
+			typ, n := b[0]>>4, int(b[1])*4
+			if 4+n > len(b) {
+				return InTypeNone, nil
+			}
+			switch typ {
+			case TLVTypeEthernet:
+				return InTypeEthernet, b[4 : 4+n]
+			case TLVTypeIPv4:
+				return InTypeIPv4, b[4 : 4+n]
+			case TLVTypeIPv6:
+				return InTypeIPv6, b[4 : 4+n]
+			}
+			b = b[4+n:]
+		}
+	}
+	return InTypeNone, nil
+}
