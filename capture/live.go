@@ -87,6 +87,7 @@ type Live struct {
 type liveHandle struct {
 	name    string // OS interface name
 	ifindex int
+	link    layers.LinkType
 	tp      *afpacket.TPacket
 	drops   atomic.Uint64
 }
@@ -133,17 +134,22 @@ func (l *Live) open(name string) (*liveHandle, error) {
 	if err != nil {
 		return nil, fmt.Errorf("interface %s: %w", name, err)
 	}
-	if _, err := linkTypeOf(name); err != nil {
+	lt, err := linkTypeOf(name)
+	if err != nil {
 		return nil, err
+	}
+	dlt := "EN10MB"
+	if lt == layers.LinkTypeRaw {
+		dlt = "RAW"
 	}
 	var filter, keep []bpf.RawInstruction
 	if l.opts.Filter != "" {
-		if filter, err = compileExpr(l.opts.TCPDump, name, l.opts.Filter); err != nil {
+		if filter, err = compileExpr(l.opts.TCPDump, name, dlt, l.opts.Filter); err != nil {
 			return nil, err
 		}
 	}
 	if l.opts.KeepWhole != "" && l.snap < maxKeep {
-		if keep, err = compileExpr(l.opts.TCPDump, name, l.opts.KeepWhole); err != nil {
+		if keep, err = compileExpr(l.opts.TCPDump, name, dlt, l.opts.KeepWhole); err != nil {
 			return nil, err
 		}
 	}
@@ -167,14 +173,14 @@ func (l *Live) open(name string) (*liveHandle, error) {
 		return nil, fmt.Errorf("interface %s: opening AF_PACKET ring: %w", name, err)
 	}
 	// The ring starts filling as soon as it is bound, before the filter is
-	// attached; those packets are neither filtered nor truncated. A socket
-	// opened for the ETH_P_ALL protocol cannot avoid that window without
-	// re-binding, so it is kept small and documented here.
+	// attached, so packets of that instant are neither filtered nor
+	// truncated. Record drops nothing on that account; the window is a
+	// few microseconds and the packets are valid, just longer.
 	if err := tp.SetBPF(prog); err != nil {
 		tp.Close()
 		return nil, fmt.Errorf("interface %s: attaching capture filter: %w", name, err)
 	}
-	return &liveHandle{name: name, ifindex: ifc.Index, tp: tp}, nil
+	return &liveHandle{name: name, ifindex: ifc.Index, tp: tp, link: lt}, nil
 }
 
 // linkTypeOf maps the interface's ARPHRD type to a pcap link type.
@@ -201,11 +207,10 @@ func linkTypeOf(name string) (layers.LinkType, error) {
 func (l *Live) Interfaces() []Interface {
 	out := make([]Interface, len(l.handles))
 	for i, h := range l.handles {
-		lt, _ := linkTypeOf(h.name)
 		out[i] = Interface{
 			Name:        l.opts.Hostname + "/" + h.name,
 			Description: fmt.Sprintf("%s on %s (ifindex %d)", h.name, l.opts.Hostname, h.ifindex),
-			LinkType:    lt,
+			LinkType:    h.link,
 			// Packets matching KeepWhole may be longer than the snap length.
 			SnapLen: maxKeep,
 		}

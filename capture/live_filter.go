@@ -12,8 +12,9 @@ import (
 	"golang.org/x/net/bpf"
 )
 
-// Filters are compiled by running `tcpdump -ddd -i IFACE EXPR`, which prints
-// the classic BPF program libpcap builds for that interface's link type.
+// Filters are compiled by running `tcpdump -ddd -y DLT EXPR`, which prints
+// the classic BPF program libpcap builds for that link type without opening
+// a device, so compiling needs no privilege.
 // That keeps the full pcap-filter language (and libpcap's optimiser) while
 // bufscope itself stays pure Go with CGO_ENABLED=0: linking libpcap through
 // gopacket/pcap would need cgo, and a hand-written compiler over
@@ -32,9 +33,10 @@ const maxKeep = 65535
 // maxInstructions is the kernel's BPF_MAXINSNS for classic socket filters.
 const maxInstructions = 4096
 
-// compileExpr compiles a pcap-filter expression for iface. It returns the
-// raw program exactly as tcpdump printed it.
-func compileExpr(tcpdump, iface, expr string) ([]bpf.RawInstruction, error) {
+// compileExpr compiles a pcap-filter expression for a link type given by
+// its libpcap name (EN10MB, RAW). It returns the raw program exactly as
+// tcpdump printed it; errors name iface.
+func compileExpr(tcpdump, iface, dlt, expr string) ([]bpf.RawInstruction, error) {
 	if tcpdump == "" {
 		p, err := exec.LookPath("tcpdump")
 		if err != nil {
@@ -43,7 +45,7 @@ func compileExpr(tcpdump, iface, expr string) ([]bpf.RawInstruction, error) {
 		tcpdump = p
 	}
 	var stderr bytes.Buffer
-	cmd := exec.Command(tcpdump, "-ddd", "-i", iface, expr)
+	cmd := exec.Command(tcpdump, "-ddd", "-y", dlt, expr)
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {

@@ -79,11 +79,11 @@ func TestSnapProgramInVM(t *testing.T) {
 	if _, err := exec.LookPath("tcpdump"); err != nil {
 		t.Skip("tcpdump not installed: it compiles capture filters (apt-get install tcpdump)")
 	}
-	filter, err := compileExpr("", "lo", "udp or tcp")
+	filter, err := compileExpr("", "lo", "EN10MB", "udp or tcp")
 	if err != nil {
 		t.Fatal(err)
 	}
-	keep, err := compileExpr("", "lo", "udp dst port 32766")
+	keep, err := compileExpr("", "lo", "EN10MB", "udp dst port 32766")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,14 +149,14 @@ func TestCompileExprReportsSyntaxError(t *testing.T) {
 	if _, err := exec.LookPath("tcpdump"); err != nil {
 		t.Skip("tcpdump not installed")
 	}
-	_, err := compileExpr("", "lo", "udp port")
+	_, err := compileExpr("", "lo", "EN10MB", "udp port")
 	if err == nil {
 		t.Fatal("bad expression compiled")
 	}
 	if want := `filter "udp port" on lo: can't parse filter expression: syntax error`; err.Error() != want {
 		t.Errorf("got %q, want %q", err, want)
 	}
-	if _, err := compileExpr("/nonexistent/tcpdump", "lo", "udp"); err == nil {
+	if _, err := compileExpr("/nonexistent/tcpdump", "lo", "EN10MB", "udp"); err == nil {
 		t.Error("missing tcpdump binary not reported")
 	}
 }
