@@ -1,0 +1,253 @@
+//go:build linux
+
+package hwprobe_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/gopacket/gopacket"
+
+	"github.com/bufscope/bufscope/decode"
+	"github.com/bufscope/bufscope/hwprobe"
+	"github.com/bufscope/bufscope/hwprobe/monitor/montest"
+)
+
+func TestDeployRejectsBadOptions(t *testing.T) {
+	cases := []struct {
+		name string
+		opts hwprobe.DeployOptions
+		flag string
+	}{
+		{"p4 target", hwprobe.DeployOptions{Target: "tofino", Collector: "127.0.0.1"}, "--target"},
+	}
+	if os.Geteuid() == 0 {
+		// These are checked after the root check.
+		cases = append(cases,
+			struct {
+				name string
+				opts hwprobe.DeployOptions
+				flag string
+			}{"no collector", hwprobe.DeployOptions{Target: "linux"}, "--collector"},
+			struct {
+				name string
+				opts hwprobe.DeployOptions
+				flag string
+			}{"missing netns", hwprobe.DeployOptions{Target: "linux", Collector: "127.0.0.1", Netns: "bst-does-not-exist"}, "--netns"},
+			struct {
+				name string
+				opts hwprobe.DeployOptions
+				flag string
+			}{"router without netns", hwprobe.DeployOptions{Target: "linux", Collector: "127.0.0.1", Router: true}, "--router"},
+			struct {
+				name string
+				opts hwprobe.DeployOptions
+				flag string
+			}{"netns path not a netns", hwprobe.DeployOptions{Target: "linux", Collector: "127.0.0.1", Netns: "/etc/hostname"}, "--netns"},
+		)
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			d, err := hwprobe.Deploy(c.opts)
+			if err == nil {
+				d.Close()
+				t.Fatal("deployed with a bad option")
+			}
+			var fe *hwprobe.FlagError
+			if !errors.As(err, &fe) || fe.Flag != c.flag || !strings.HasPrefix(err.Error(), c.flag) {
+				t.Errorf("error %q, want a FlagError for %s", err, c.flag)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error is not one line: %q", err)
+			}
+		})
+	}
+}
+
+func TestDeployRefusesWithoutRoot(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("runs as root: the refusal path is for unprivileged users")
+	}
+	_, err := hwprobe.Deploy(hwprobe.DeployOptions{Target: "linux", Collector: "127.0.0.1"})
+	if !errors.Is(err, ebpf.ErrNotSupported) || !strings.Contains(err.Error(), "root") {
+		t.Errorf("error %v, want one wrapping ErrNotSupported that names root", err)
+	}
+}
+
+// cgroup2Root finds a cgroup v2 mount.
+func cgroup2Root(t *testing.T) string {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		t.Skipf("no mountinfo: %v", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		pre, post, ok := strings.Cut(sc.Text(), " - ")
+		if !ok {
+			continue
+		}
+		if fs := strings.Fields(post); len(fs) > 0 && fs[0] == "cgroup2" {
+			if pf := strings.Fields(pre); len(pf) > 4 {
+				return pf[4]
+			}
+		}
+	}
+	t.Skip("no cgroup v2 hierarchy mounted: the tagger attaches to cgroup v2 only")
+	return ""
+}
+
+func qdiscs(t *testing.T, ns string) string {
+	args := []string{"qdisc", "show"}
+	cmd := exec.Command("tc", args...)
+	if ns != "" {
+		cmd = exec.Command("ip", append([]string{"netns", "exec", ns, "tc"}, args...)...)
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("tc qdisc show: %v\n%s", err, out)
+	}
+	return string(out)
+}
+
+func TestDeployExportsAndLeavesNothingBehind(t *testing.T) {
+	montest.RequireRoot(t)
+	p := montest.NewPair(t)
+	montest.Tc(t, p.Client.NS, "qdisc", "add", "dev", p.Client.Dev, "root", "handle", "1:", "tbf", "rate", "10mbit", "burst", "5k", "latency", "200ms")
+	montest.Tc(t, p.Client.NS, "qdisc", "add", "dev", p.Client.Dev, "parent", "1:1", "handle", "10:", "bfifo", "limit", "3000")
+	cg := filepath.Join(cgroup2Root(t), fmt.Sprintf("bst-deploy-%d", os.Getpid()))
+	if err := os.Mkdir(cg, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(cg) })
+
+	col, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer col.Close()
+	var mu sync.Mutex
+	var pkts [][]byte
+	go func() {
+		buf := make([]byte, 65536)
+		for {
+			n, err := col.Read(buf)
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			pkts = append(pkts, append([]byte(nil), buf[:n]...))
+			mu.Unlock()
+		}
+	}()
+
+	qBefore := qdiscs(t, p.Client.NS) + qdiscs(t, "")
+	d, err := hwprobe.Deploy(hwprobe.DeployOptions{
+		Target: "linux", Netns: p.Client.NS, Cgroup: cg,
+		Collector: col.LocalAddr().String(), NodeID: 42,
+	})
+	if errors.Is(err, ebpf.ErrNotSupported) {
+		t.Skipf("data plane not supported here: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	progs := d.Programs()
+	if len(progs) < 10 {
+		t.Errorf("deployment holds %d programs, want the tagger and 9 monitors", len(progs))
+	}
+	var desc strings.Builder
+	d.Describe(&desc)
+	for _, want := range []string{"tagger\tcgroup " + cg, "tp_btf/qdisc_dequeue", "tp_btf/kfree_skb", "watching network namespace /var/run/netns/" + p.Client.NS, "node id 0x2a"} {
+		if !strings.Contains(desc.String(), want) {
+			t.Errorf("description lacks %q:\n%s", want, desc.String())
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	runErr := make(chan error, 1)
+	go func() { runErr <- d.Run(ctx) }()
+
+	ln := montest.Listen(t, p.Server.NS, p.Server.IP)
+	got := montest.Sink(t, ln, 0)
+	c := montest.Dial(t, p.Client.NS, ln.Addr(), montest.DialOptions{})
+	montest.Push(t, c, 128<<10, time.Now().Add(20*time.Second))
+	c.CloseWrite()
+	<-got
+	time.Sleep(100 * time.Millisecond)
+	cancel()
+	if err := <-runErr; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	counters, err := d.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+
+	// Everything the deployment held is gone from the kernel. Tracing
+	// programs are freed after an RCU grace period, so give the kernel a
+	// moment before calling one a leak.
+	for _, id := range progs {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			prog, err := ebpf.NewProgramFromID(id)
+			if err != nil {
+				break
+			}
+			prog.Close()
+			if time.Now().After(deadline) {
+				t.Errorf("program %d still loaded 10 s after Close", id)
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	if _, err := os.Stat("/sys/fs/bpf/bufscope/tags"); err == nil {
+		t.Errorf("tagger pin /sys/fs/bpf/bufscope/tags left behind")
+	}
+	if q := qdiscs(t, p.Client.NS) + qdiscs(t, ""); q != qBefore {
+		t.Errorf("qdiscs changed:\nbefore\n%s\nafter\n%s", qBefore, q)
+	}
+
+	// And it did its job while it was there.
+	time.Sleep(50 * time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	if counters.Exporter.Packets == 0 || uint64(len(pkts)) != counters.Exporter.Packets {
+		t.Fatalf("collector got %d packets, exporter sent %d", len(pkts), counters.Exporter.Packets)
+	}
+	var tr decode.TelemetryReportV2
+	drops := 0
+	for _, pkt := range pkts {
+		if err := tr.DecodeFromBytes(pkt, gopacket.NilDecodeFeedback); err != nil {
+			t.Fatal(err)
+		}
+		if tr.NodeID != 42 {
+			t.Errorf("node id %d, want 42", tr.NodeID)
+		}
+		for _, r := range tr.Reports {
+			if r.Host.Event == decode.EventDrop && r.Host.DropName() == "QDISC_DROP" {
+				drops++
+			}
+		}
+	}
+	if drops == 0 {
+		t.Errorf("no QDISC_DROP report from a 3000-byte bfifo")
+	}
+	if counters.Tagger == nil || counters.Tagger.Sockets != 0 {
+		t.Errorf("tagger counters %+v: the test's sockets are not in the cgroup, none may be tagged", counters.Tagger)
+	}
+}
