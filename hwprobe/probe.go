@@ -147,6 +147,11 @@ func readMounts(path string) (map[string][]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	return parseMounts(path, data)
+}
+
+// parseMounts reads mountinfo lines; path only names the input in errors.
+func parseMounts(path string, data []byte) (map[string][]string, error) {
 	out := map[string][]string{}
 	for i, line := range strings.Split(string(data), "\n") {
 		if line == "" {

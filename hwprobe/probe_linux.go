@@ -333,24 +333,38 @@ func (n *rtnl) request(typ uint16, flags uint16, kind string, parent, handle uin
 		if err != nil {
 			return fmt.Errorf("netlink receive: %w", err)
 		}
-		for b := buf[:nr]; len(b) >= unix.SizeofNlMsghdr; {
-			mlen := int(binary.NativeEndian.Uint32(b[0:]))
-			if mlen < unix.SizeofNlMsghdr || mlen > len(b) {
-				return fmt.Errorf("netlink: message length %d of %d bytes received", mlen, len(b))
-			}
-			typ, seq := binary.NativeEndian.Uint16(b[4:]), binary.NativeEndian.Uint32(b[8:])
-			if seq == n.seq && typ == unix.NLMSG_ERROR {
-				if mlen < unix.SizeofNlMsghdr+4 {
-					return errors.New("netlink: short error message")
-				}
-				if code := int32(binary.NativeEndian.Uint32(b[unix.SizeofNlMsghdr:])); code != 0 {
-					return unix.Errno(-code)
-				}
-				return nil
-			}
-			b = b[min((mlen+3)&^3, len(b)):]
+		if done, err := parseNlAck(buf[:nr], n.seq); done {
+			return err
 		}
 	}
+}
+
+// parseNlAck looks for the acknowledgement of request seq among the
+// netlink messages in b. done is false if b holds none (keep reading);
+// otherwise err is the kernel's answer, or a description of a malformed
+// message.
+func parseNlAck(b []byte, seq uint32) (done bool, err error) {
+	for len(b) >= unix.SizeofNlMsghdr {
+		mlen := int(binary.NativeEndian.Uint32(b[0:]))
+		if mlen < unix.SizeofNlMsghdr || mlen > len(b) {
+			return true, fmt.Errorf("netlink: message length %d with %d bytes left", mlen, len(b))
+		}
+		typ, mseq := binary.NativeEndian.Uint16(b[4:]), binary.NativeEndian.Uint32(b[8:])
+		if mseq == seq && typ == unix.NLMSG_ERROR {
+			if mlen < unix.SizeofNlMsghdr+4 {
+				return true, errors.New("netlink: error message without error code")
+			}
+			if code := int32(binary.NativeEndian.Uint32(b[unix.SizeofNlMsghdr:])); code != 0 {
+				if code > 0 || code < -4095 {
+					return true, fmt.Errorf("netlink: error code %d out of range", code)
+				}
+				return true, unix.Errno(-code)
+			}
+			return true, nil
+		}
+		b = b[min((mlen+3)&^3, len(b)):]
+	}
+	return false, nil
 }
 
 // smartNICVendors are PCI vendors that make SmartNICs, DPUs or

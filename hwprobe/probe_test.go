@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -187,4 +188,67 @@ func TestUnescapeMount(t *testing.T) {
 			t.Errorf("unescapeMount(%q) = %q, want %q", in, got, want)
 		}
 	}
+}
+
+// An acknowledgement as the kernel sends it for request 7 (host byte
+// order, little-endian here):
+//
+//	24 00 00 00  02 00  00 01  07 00 00 00  00 00 00 00   nlmsghdr: len 36, NLMSG_ERROR, seq 7
+//	fe ff ff ff                                           error -2 (ENOENT)
+//	10 00 00 00  24 00  05 00  07 00 00 00  00 00 00 00   the request's header
+func TestParseNlAck(t *testing.T) {
+	if !isLittleEndian() {
+		t.Skip("vectors are little-endian")
+	}
+	enoent := []byte{
+		0x24, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x01, 0x07, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+		0xfe, 0xff, 0xff, 0xff,
+		0x10, 0x00, 0x00, 0x00, 0x24, 0x00, 0x05, 0x00, 0x07, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+	}
+	if done, err := parseNlAck(enoent, 7); !done || err != unix.ENOENT {
+		t.Errorf("ENOENT ack: done %v err %v", done, err)
+	}
+	if done, err := parseNlAck(enoent, 8); done || err != nil {
+		t.Errorf("ack for another request: done %v err %v", done, err)
+	}
+	ok := append([]byte(nil), enoent...)
+	copy(ok[16:20], []byte{0, 0, 0, 0})
+	if done, err := parseNlAck(ok, 7); !done || err != nil {
+		t.Errorf("success ack: done %v err %v", done, err)
+	}
+	for i := 0; i < len(enoent); i++ {
+		done, err := parseNlAck(enoent[:i], 7) // must not panic
+		if done && err == nil {
+			t.Errorf("truncated to %d bytes: reported success", i)
+		}
+	}
+}
+
+func isLittleEndian() bool {
+	x := uint16(1)
+	return *(*byte)(unsafe.Pointer(&x)) == 1
+}
+
+func FuzzParseNlAck(f *testing.F) {
+	f.Add([]byte{0x24, 0, 0, 0, 2, 0, 0, 1, 7, 0, 0, 0, 0, 0, 0, 0, 0xfe, 0xff, 0xff, 0xff}, uint32(7))
+	f.Add([]byte{0x10, 0, 0, 0, 3, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0}, uint32(7))
+	f.Fuzz(func(t *testing.T, b []byte, seq uint32) {
+		_, _ = parseNlAck(b, seq)
+	})
+}
+
+func FuzzParseMounts(f *testing.F) {
+	f.Add([]byte("35 24 0:30 / /sys/fs/cgroup/unified rw,relatime shared:9 - cgroup2 cgroup2 rw\n"))
+	f.Add([]byte("37 24 0:32 / /mnt/with\\040space rw - bpf bpffs rw\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := parseMounts("fuzz", b)
+		if err != nil {
+			return
+		}
+		for typ, points := range m {
+			if typ == "" || len(points) == 0 {
+				t.Fatalf("empty type or mount list: %q", m)
+			}
+		}
+	})
 }

@@ -385,10 +385,14 @@ type fixture struct {
 }
 
 func setup(t testing.TB, gsoMaxSegs int, captureOnClient bool) *fixture {
+	return setupExID(t, gsoMaxSegs, captureOnClient, 0)
+}
+
+func setupExID(t testing.TB, gsoMaxSegs int, captureOnClient bool, exid uint16) *fixture {
 	requireRoot(t)
 	l := newLab(t, gsoMaxSegs)
 	cg := newCgroup(t)
-	tg, err := tagger.Load(tagger.Options{CgroupPath: cg, Name: fmt.Sprintf("bst-test-%d", os.Getpid())})
+	tg, err := tagger.Load(tagger.Options{CgroupPath: cg, Name: fmt.Sprintf("bst-test-%d", os.Getpid()), ExID: exid})
 	if errors.Is(err, tagger.ErrNotSupported) {
 		t.Skipf("kernel cannot run the tagger: %v", err)
 	}
@@ -525,18 +529,22 @@ func TestTagOnMessageStartsOnly(t *testing.T) {
 // TestTsharkAgrees has Wireshark's dissector, which knows nothing of
 // bufscope, read the same kind of capture: the experimental option must be
 // well-formed enough for it to find the ExID and data on the same segments.
+// It also runs the tagger with a non-default ExID (--tag-exid).
 func TestTsharkAgrees(t *testing.T) {
 	if _, err := exec.LookPath("tshark"); err != nil {
 		t.Skipf("tshark not installed: %v", err)
 	}
-	f := setup(t, 1, false)
+	const exid = 0xB5F1
+	f := setupExID(t, 1, false, exid)
 	res := runClient(t, f.lab, f.cg, f.tg.PinPath(), f.srvTCP, "3000,10,1448", nil)
 	f.srv.waitBytes(t, 4458, 20*time.Second)
 	file := f.stop()
 	segs := readCapture(t, file, uint16(f.srvTCP.Port))
 	want := map[string]bool{}
+	st := starts(t, segs, res.msgs)
 	for _, s := range segs {
 		if s.tag != nil {
+			checkTag(t, s, st[[2]uint32{uint32(s.port), s.seq}], exid)
 			want[fmt.Sprintf("%d\t0x%x\t%x", s.seq, binary.BigEndian.Uint16(s.tag), s.tag[2:])] = true
 		}
 	}
