@@ -77,6 +77,7 @@ reconstructs offline which buffer made each request slow.
 	// The command list. Each line registers one command; keep it sorted.
 	root.AddCommand(newCompletionCmd(s))
 	root.AddCommand(newDecodeCmd(s, nil))
+	root.AddCommand(newDeployCmd(s, nil))
 	root.AddCommand(newManCmd(s))
 	root.AddCommand(newProbeCmd(s, nil))
 	root.AddCommand(newRecordCmd(s, nil))

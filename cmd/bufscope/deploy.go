@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/spf13/cobra"
+
+	"github.com/bufscope/bufscope/hwprobe"
+	"github.com/bufscope/bufscope/hwprobe/monitor"
+)
+
+type deployOptions struct {
+	IO     ioStreams
+	Deploy hwprobe.DeployOptions
+	// For is how long to stay deployed; 0 means until SIGINT/SIGTERM.
+	For time.Duration
+}
+
+func newDeployCmd(s ioStreams, runF func(context.Context, *deployOptions) error) *cobra.Command {
+	opts := &deployOptions{IO: s}
+	th := monitor.DefaultThresholds()
+	cmd := &cobra.Command{
+		Use:   "deploy --target linux --collector HOST[:PORT]",
+		Short: "Load the request tagger and buffer monitors on this host and export their reports",
+		Long: `Deploy bufscope's Linux data plane on this host: the eBPF request tagger
+(with --cgroup), the eBPF buffer monitors (socket send and receive queues,
+root qdiscs, drops with the kernel's drop reason, TCP retransmissions) and
+the exporter that sends their events as Telemetry Report v2.0 packets over
+UDP to the collector (docs/monitors.md, docs/wire-format.md).
+
+It prints what it attached, runs until interrupted (SIGINT, SIGTERM) or for
+--for, then removes every program, link and pin it created and prints its
+counters. It changes no qdisc. Needs root and a kernel with BTF.
+
+With --netns the monitors report only that network namespace; the
+exporter's socket is opened in the namespace bufscope runs in, unless
+--collector-in-netns opens it inside the watched one. --router reports the
+namespace's egress qdiscs as switch queues with standard INT metadata.`,
+		Example: `  # watch the whole host, report to a collector
+  sudo bufscope deploy --target linux --collector 10.0.0.9
+
+  # tag the sockets of one cgroup and watch one namespace for a minute
+  sudo bufscope deploy --target linux --netns lab1 --cgroup /sys/fs/cgroup/unified/app \
+      --collector 127.0.0.1:32766 --for 1m`,
+		Args: usageArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			opts.Deploy.Thresholds = th
+			if runF != nil {
+				return runF(cmd.Context(), opts)
+			}
+			return runDeploy(cmd.Context(), opts)
+		},
+	}
+	f := cmd.Flags()
+	d := &opts.Deploy
+	f.StringVar(&d.Target, "target", "linux", `where to deploy; "linux" is eBPF on this host`)
+	f.StringVar(&d.Collector, "collector", "", "collector HOST[:PORT] for the reports (default port 32766)")
+	f.StringVar(&d.Netns, "netns", "", "watch only this network namespace (a name as ip netns list shows it, or a path)")
+	f.BoolVar(&d.Router, "router", false, "the --netns namespace forwards: report its egress qdiscs as switch queues")
+	f.StringVar(&d.Cgroup, "cgroup", "", "cgroup v2 directory whose TCP sockets get the request tag (omit: no tagger)")
+	f.BoolVar(&d.CollectorInNetns, "collector-in-netns", false, "open the exporter's socket inside the --netns namespace")
+	f.Uint32Var(&d.NodeID, "node-id", 0, "node ID in the reports (default: hash of the host name)")
+	f.BoolVar(&d.NoMessageStart, "no-message-start", false, "do not report tagged segments passing the qdisc")
+	f.DurationVar(&d.FlushInterval, "flush", 20*time.Millisecond, "longest time an event waits to be batched into a report packet")
+	f.DurationVar(&opts.For, "for", 0, "stay deployed this long, then clean up (default: until interrupted)")
+	f.DurationVar(&th.QdiscResidence, "qdisc-residence", th.QdiscResidence, "report qdisc queuing when a packet waits longer than this")
+	f.Uint32Var(&th.QdiscBacklogBytes, "qdisc-backlog", 0, "also report qdisc queuing above this backlog in bytes (0: off)")
+	f.DurationVar(&th.QdiscStall, "qdisc-stall", th.QdiscStall, "report a qdisc stall when packets wait and none leaves for this long")
+	f.DurationVar(&th.Repeat, "repeat", th.Repeat, "re-report a lasting condition this often")
+	f.Uint32Var(&th.SendQueuePercent, "sndq-percent", th.SendQueuePercent, "report a send queue at or above this percentage of its SO_SNDBUF")
+	f.DurationVar(&th.ReceiveStall, "rcv-stall", th.ReceiveStall, "report a receive queue whose unread data was not read for this long")
+	return cmd
+}
+
+func runDeploy(ctx context.Context, opts *deployOptions) error {
+	if opts.Deploy.Collector == "" {
+		return usageError{errors.New("--collector is required: give the collector's HOST[:PORT]")}
+	}
+	if p := opts.Deploy.Thresholds.SendQueuePercent; p == 0 || p > 100 {
+		return usageError{fmt.Errorf("--sndq-percent %d: give 1-100", p)}
+	}
+	if opts.For < 0 {
+		return usageError{fmt.Errorf("--for %v: give a positive duration", opts.For)}
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if opts.For > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, opts.For)
+		defer cancel()
+	}
+
+	d, err := hwprobe.Deploy(opts.Deploy)
+	if err != nil {
+		return deployError(err)
+	}
+	d.Describe(opts.IO.Out)
+	fmt.Fprintln(opts.IO.ErrOut, "bufscope: deployed; Ctrl-C removes everything")
+	runErr := d.Run(ctx)
+	counters, cerr := d.Counters()
+	closeErr := d.Close()
+	if cerr == nil {
+		counters.WriteCounters(opts.IO.Out)
+	}
+	if runErr != nil {
+		return fmt.Errorf("deploy: %w", runErr)
+	}
+	if closeErr != nil {
+		return fmt.Errorf("deploy: removing what was deployed: %w", closeErr)
+	}
+	return nil
+}
+
+// deployError maps Deploy's errors onto the exit codes.
+func deployError(err error) error {
+	var fe *hwprobe.FlagError
+	switch {
+	case errors.Is(err, ebpf.ErrNotSupported):
+		return privilegeError{err}
+	case errors.As(err, &fe):
+		return usageError{err}
+	}
+	return err
+}

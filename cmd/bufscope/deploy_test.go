@@ -1,0 +1,73 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+func runDeployArgs(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	cmd := newDeployCmd(ioStreams{Out: &out, ErrOut: &errOut}, nil)
+	cmd.SetArgs(args)
+	cmd.SetOut(&out)
+	cmd.SetErr(&errOut)
+	cmd.SilenceUsage, cmd.SilenceErrors = true, true
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := cmd.ExecuteContext(ctx)
+	return out.String() + errOut.String(), err
+}
+
+func TestDeployUsageErrors(t *testing.T) {
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{}, "--collector is required"},
+		{[]string{"--collector", "127.0.0.1", "--sndq-percent", "0"}, "--sndq-percent 0"},
+		{[]string{"--collector", "127.0.0.1", "--sndq-percent", "101"}, "--sndq-percent 101"},
+		{[]string{"--collector", "127.0.0.1", "--target", "tofino"}, "--target"},
+		{[]string{"--collector", "127.0.0.1", "extra"}, "unknown command"},
+	}
+	for _, c := range cases {
+		_, err := runDeployArgs(t, c.args...)
+		if err == nil {
+			t.Errorf("deploy %v succeeded", c.args)
+			continue
+		}
+		if code := exitCode(err); code != exitUsage {
+			t.Errorf("deploy %v: exit code %d (%v), want %d", c.args, code, err, exitUsage)
+		}
+		if !strings.Contains(err.Error(), c.want) {
+			t.Errorf("deploy %v: error %q does not mention %q", c.args, err, c.want)
+		}
+	}
+}
+
+func TestDeployFlagsReachOptions(t *testing.T) {
+	var got *deployOptions
+	cmd := newDeployCmd(ioStreams{Out: &bytes.Buffer{}, ErrOut: &bytes.Buffer{}}, func(_ context.Context, o *deployOptions) error {
+		got = o
+		return nil
+	})
+	cmd.SetArgs([]string{"--collector", "10.0.0.9:9999", "--netns", "lab1", "--router", "--cgroup", "/sys/fs/cgroup/unified/app",
+		"--node-id", "7", "--qdisc-residence", "2ms", "--rcv-stall", "1s", "--sndq-percent", "80", "--for", "1m"})
+	if err := cmd.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	d := got.Deploy
+	if d.Target != "linux" || d.Collector != "10.0.0.9:9999" || d.Netns != "lab1" || !d.Router || d.Cgroup != "/sys/fs/cgroup/unified/app" || d.NodeID != 7 {
+		t.Errorf("deploy options %+v", d)
+	}
+	th := d.Thresholds
+	if th.QdiscResidence != 2*time.Millisecond || th.ReceiveStall != time.Second || th.SendQueuePercent != 80 || th.QdiscStall != 50*time.Millisecond {
+		t.Errorf("thresholds %+v", th)
+	}
+	if got.For != time.Minute {
+		t.Errorf("--for %v", got.For)
+	}
+}
