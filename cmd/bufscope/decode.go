@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/bufscope/bufscope/capture"
+	"github.com/bufscope/bufscope/decode"
 	"github.com/spf13/cobra"
 )
 
@@ -22,6 +23,17 @@ type decodeOptions struct {
 	From    string
 	To      string
 	Workers int
+	// ReportPorts are UDP ports decoded as Telemetry Reports; nil keeps
+	// decode's defaults.
+	ReportPorts []uint
+}
+
+func (o *decodeOptions) decoderOptions() decode.DecoderOptions {
+	var opts decode.DecoderOptions
+	for _, p := range o.ReportPorts {
+		opts.ReportPorts = append(opts.ReportPorts, uint16(p))
+	}
+	return opts
 }
 
 func newDecodeCmd(s ioStreams, runF func(context.Context, *decodeOptions) error) *cobra.Command {
@@ -69,8 +81,8 @@ error names the file and offset, and the exit status is 3.`,
 	f.IntVarP(&opts.Count, "count", "c", 0, "stop after this many packets (0: all)")
 	f.StringVar(&opts.From, "from", "", "first time to print: RFC 3339 or +DURATION after the first packet")
 	f.StringVar(&opts.To, "to", "", "time to stop before: RFC 3339 or +DURATION after the first packet")
-	f.IntVar(&opts.Workers, "workers", 0, "frames decompressed in parallel (0: one per CPU)")
-	cmd.MarkFlagsMutuallyExclusive("verbose", "json")
+	f.IntVar(&opts.Workers, "workers", 0, "frames decompressed in parallel (0: one per CPU, at most 4)")
+	f.UintSliceVar(&opts.ReportPorts, "report-port", nil, "UDP port carrying Telemetry Reports; repeat for several (default: decode's list, 32766 first)")
 	return cmd
 }
 
@@ -110,8 +122,16 @@ func (b timeBound) resolve(first time.Time) time.Time {
 }
 
 func (o *decodeOptions) validate() error {
+	if o.Verbose && o.JSON {
+		return usageError{errors.New("-V and --json exclude each other: pick the tree or the JSON")}
+	}
 	if o.Count < 0 {
 		return usageError{fmt.Errorf("--count %d: must not be negative", o.Count)}
+	}
+	for _, p := range o.ReportPorts {
+		if p == 0 || p > 65535 {
+			return usageError{fmt.Errorf("--report-port %d: not a port number", p)}
+		}
 	}
 	if o.Workers < 0 {
 		return usageError{fmt.Errorf("--workers %d: must not be negative", o.Workers)}

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/bufscope/bufscope/capture"
-	"github.com/gopacket/gopacket"
+	"github.com/bufscope/bufscope/decode"
 )
 
 // packetPrinter writes packets in the format decodeOptions asks for. It
@@ -20,10 +20,12 @@ type packetPrinter struct {
 	src    *capture.Merged
 	origin time.Time // time of the first packet printed
 	enc    *json.Encoder
+	dec    *decode.Decoder
+	recs   []decode.Record // reused between packets
 }
 
 func newPacketPrinter(w io.Writer, o *decodeOptions, src *capture.Merged) *packetPrinter {
-	p := &packetPrinter{w: w, o: o, src: src}
+	p := &packetPrinter{w: w, o: o, src: src, dec: decode.NewDecoder(o.decoderOptions())}
 	if o.JSON {
 		p.enc = json.NewEncoder(w)
 		p.enc.SetEscapeHTML(false)
@@ -31,17 +33,14 @@ func newPacketPrinter(w io.Writer, o *decodeOptions, src *capture.Merged) *packe
 	return p
 }
 
-// jsonPacket is the envelope of one --json line; docs/cli.md documents it.
+// jsonPacket is one --json line: decode's packet object (docs/decode-json.md)
+// with the fields a multi-file, multi-interface listing adds (docs/cli.md).
 type jsonPacket struct {
-	Number    int     `json:"number"`
-	Time      string  `json:"time"`     // RFC 3339 with nanoseconds, UTC
-	Relative  float64 `json:"relative"` // seconds since the first packet printed
-	File      string  `json:"file"`
-	Interface int     `json:"interface"` // index in the merged interface list
-	Point     string  `json:"point"`     // capture point (interface name)
-	CapLen    int     `json:"caplen"`
-	Length    int     `json:"length"` // original length on the wire
-	Layers    any     `json:"layers"`
+	decode.PacketJSON
+	Relative float64 `json:"relative"` // seconds since the first packet printed
+	File     string  `json:"file"`     // the input the packet came from
+	Point    string  `json:"point"`    // capture point (interface name)
+	CapLen   int     `json:"caplen"`   // bytes captured; length is the wire length
 }
 
 func (p *packetPrinter) print(n int, pkt capture.Packet) error {
@@ -50,44 +49,37 @@ func (p *packetPrinter) print(n int, pkt capture.Packet) error {
 	}
 	rel := pkt.Timestamp.Sub(p.origin).Seconds()
 	// Interfaces of merged files are renumbered into one list; an unnamed
-	// one (plain pcap, or pcapng without if_name) is shown by file and index.
+	// one (pcapng without if_name) is shown by its index.
 	ifc := p.src.Interfaces()[pkt.Interface]
 	file := p.o.Files[p.src.Source(pkt.Interface)]
 	point := ifc.Name
 	if point == "" {
 		point = fmt.Sprintf("if%d", pkt.Interface)
 	}
-	gp := gopacket.NewPacket(pkt.Data, ifc.LinkType, gopacket.DecodeOptions{NoCopy: true, Lazy: false})
-	if md := gp.Metadata(); md != nil {
-		md.Timestamp = pkt.Timestamp
-		md.CaptureLength = pkt.CaptureLength
-		md.Length = pkt.Length
-		md.InterfaceIndex = pkt.Interface
-	}
-	switch {
-	case p.o.JSON:
-		return p.enc.Encode(jsonPacket{
-			Number: n, Time: pkt.Timestamp.UTC().Format(time.RFC3339Nano), Relative: rel,
-			File: file, Interface: pkt.Interface, Point: point,
-			CapLen: pkt.CaptureLength, Length: pkt.Length, Layers: packetJSON(gp),
-		})
-	case p.o.Verbose:
+	if p.o.Verbose {
 		fmt.Fprintf(p.w, "Packet %d: %s, %.9f s, %s, %d bytes on the wire, %d captured\n",
 			n, pkt.Timestamp.UTC().Format(time.RFC3339Nano), rel, point, pkt.Length, pkt.CaptureLength)
-		_, err := io.WriteString(p.w, packetTree(gp))
-		if err == nil {
-			_, err = io.WriteString(p.w, "\n")
+		if err := p.dec.WriteTree(p.w, ifc.LinkType, pkt.Data); err != nil {
+			return err
 		}
+		_, err := io.WriteString(p.w, "\n")
 		return err
 	}
-	s := summarize(gp)
+	p.recs = p.dec.Records(pkt.Timestamp.UnixNano(), pkt.Interface, ifc.LinkType, pkt.Data, p.recs[:0])
+	if p.o.JSON {
+		return p.enc.Encode(jsonPacket{
+			PacketJSON: decode.PacketJSONOf(int64(n), pkt.Timestamp, pkt.Interface, pkt.Length, p.recs),
+			Relative:   rel, File: file, Point: point, CapLen: pkt.CaptureLength,
+		})
+	}
+	c := lineColumns(ifc.LinkType, pkt.Data, p.recs)
 	if !p.o.IO.OutTTY {
 		_, err := fmt.Fprintf(p.w, "%d\t%.9f\t%s\t%s\t%s\t%s\t%d\t%s\n",
-			n, rel, point, s.Src, s.Dst, s.Protocol, pkt.Length, s.Info)
+			n, rel, point, c.Src, c.Dst, c.Protocol, pkt.Length, c.Info)
 		return err
 	}
 	_, err := fmt.Fprintf(p.w, "%6d %13.9f %-12s %15s → %-15s %s %5d %s\n",
-		n, rel, point, s.Src, s.Dst, colourProto(s.Protocol), pkt.Length, s.Info)
+		n, rel, point, c.Src, c.Dst, colourProto(c.Protocol), pkt.Length, c.Info)
 	return err
 }
 
@@ -96,7 +88,7 @@ func (p *packetPrinter) print(n int, pkt capture.Packet) error {
 func colourProto(proto string) string {
 	code := "0"
 	switch {
-	case strings.HasPrefix(proto, "Telemetry"), proto == "INT", proto == "IFA":
+	case strings.HasPrefix(proto, "TR-"), proto == "INT", proto == "IFA":
 		code = "1;35"
 	case proto == "TCP":
 		code = "36"

@@ -1,68 +1,61 @@
 package main
 
 import (
-	"fmt"
-	"strings"
-
+	"github.com/bufscope/bufscope/decode"
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 )
 
-type summary struct{ Src, Dst, Protocol, Info string }
+// columns are the fields of one summary line.
+type columns struct{ Src, Dst, Protocol, Info string }
 
-func summarize(p gopacket.Packet) summary {
-	var s summary
+// protocolNames are the protocol column for packets whose Records come from
+// telemetry, named like the specifications.
+var protocolNames = map[decode.Source]string{
+	decode.SourceINT:      "INT",
+	decode.SourceIFA:      "IFA",
+	decode.SourceReportV2: "TR-2.0",
+	decode.SourceReportV1: "TR-1.0",
+	decode.SourceReportV0: "TR-0.5",
+}
+
+// lineColumns fills the line format from decode's Records and summary. The
+// addresses are the outer packet's, as tshark shows them: for a report that
+// is the switch and the collector, while the Info column says which flow
+// the report is about.
+func lineColumns(link layers.LinkType, data []byte, recs []decode.Record) columns {
+	c := columns{Info: decode.SummaryOf(recs)}
+	p := gopacket.NewPacket(data, link, gopacket.DecodeOptions{NoCopy: true, Lazy: true})
 	if nl := p.NetworkLayer(); nl != nil {
-		f := nl.NetworkFlow()
-		s.Src, s.Dst = f.Src().String(), f.Dst().String()
+		c.Src, c.Dst = nl.NetworkFlow().Src().String(), nl.NetworkFlow().Dst().String()
 	} else if ll := p.LinkLayer(); ll != nil {
-		f := ll.LinkFlow()
-		s.Src, s.Dst = f.Src().String(), f.Dst().String()
+		c.Src, c.Dst = ll.LinkFlow().Src().String(), ll.LinkFlow().Dst().String()
 	}
-	for _, l := range p.Layers() {
-		switch l.LayerType() {
-		case gopacket.LayerTypePayload, gopacket.LayerTypeDecodeFailure:
-			continue
+	for i := range recs {
+		if name, ok := protocolNames[recs[i].Source]; ok {
+			c.Protocol = name
+			return c
 		}
-		s.Protocol = l.LayerType().String()
 	}
 	switch {
-	case p.Layer(layers.LayerTypeTCP) != nil && s.Protocol == "TCP":
-		t := p.Layer(layers.LayerTypeTCP).(*layers.TCP)
-		var fl []string
-		for _, f := range []struct {
-			on   bool
-			name string
-		}{{t.SYN, "SYN"}, {t.FIN, "FIN"}, {t.RST, "RST"}, {t.PSH, "PSH"}, {t.ACK, "ACK"}, {t.URG, "URG"}} {
-			if f.on {
-				fl = append(fl, f.name)
+	case p.Layer(layers.LayerTypeTCP) != nil:
+		c.Protocol = "TCP"
+	case p.Layer(layers.LayerTypeUDP) != nil:
+		c.Protocol = "UDP"
+	default:
+		// Not IP, or IP without TCP/UDP: name the innermost layer gopacket
+		// knows (ARP, ICMPv6, …) and let it describe the packet.
+		for _, l := range p.Layers() {
+			if t := l.LayerType(); t != gopacket.LayerTypePayload && t != gopacket.LayerTypeDecodeFailure {
+				c.Protocol = t.String()
 			}
 		}
-		s.Info = fmt.Sprintf("%d → %d [%s] Seq=%d Ack=%d Win=%d Len=%d",
-			t.SrcPort, t.DstPort, strings.Join(fl, ", "), t.Seq, t.Ack, t.Window, len(t.Payload))
-	case p.Layer(layers.LayerTypeUDP) != nil:
-		u := p.Layer(layers.LayerTypeUDP).(*layers.UDP)
-		s.Info = fmt.Sprintf("%d → %d Len=%d", u.SrcPort, u.DstPort, int(u.Length)-8)
+		if len(recs) == 0 {
+			c.Info = c.Protocol
+		}
 	}
-	if el := p.ErrorLayer(); el != nil {
-		s.Info = strings.TrimSpace(s.Info + " [malformed: " + el.Error().Error() + "]")
+	if c.Protocol == "" {
+		c.Protocol = "?"
 	}
-	return s
-}
-
-func packetTree(p gopacket.Packet) string {
-	var b strings.Builder
-	for _, l := range p.Layers() {
-		b.WriteString(gopacket.LayerString(l))
-		b.WriteByte('\n')
-	}
-	return b.String()
-}
-
-func packetJSON(p gopacket.Packet) any {
-	var out []map[string]any
-	for _, l := range p.Layers() {
-		out = append(out, map[string]any{"type": l.LayerType().String()})
-	}
-	return out
+	return c
 }

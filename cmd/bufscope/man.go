@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 
@@ -29,11 +30,13 @@ func newManCmd(s ioStreams) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&opts.Dir, "dir", "", "directory to write the pages into (created if missing)")
-	_ = cmd.MarkFlagRequired("dir")
 	return cmd
 }
 
 func runMan(root *cobra.Command, opts *manOptions) error {
+	if opts.Dir == "" {
+		return usageError{errors.New("man: give --dir DIR")}
+	}
 	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
 		return fmt.Errorf("man: --dir %s: %w", opts.Dir, err)
 	}

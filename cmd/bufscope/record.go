@@ -79,13 +79,15 @@ existing file is not replaced unless --overwrite is given.`,
 	f.DurationVar(&opts.Duration, "duration", 0, "stop after this long (e.g. 30s)")
 	f.StringVar(&opts.Hostname, "hostname", "", "host part of capture-point names (default: this host's name)")
 	f.BoolVar(&opts.Overwrite, "overwrite", false, "replace existing output files")
-	_ = cmd.MarkFlagRequired("interface")
-	_ = cmd.MarkFlagRequired("output")
 	return cmd
 }
 
 func (o *recordOptions) validate() error {
 	switch {
+	case len(o.Interfaces) == 0:
+		return usageError{errors.New("record: no interface: give at least one -i IFACE")}
+	case o.Output == "":
+		return usageError{errors.New("record: no output file: give -o FILE")}
 	case o.SnapLen < 0 || o.SnapLen > 65535:
 		return usageError{fmt.Errorf("--snap-len %d: must be 0 (whole packets) to 65535", o.SnapLen)}
 	case o.SnapLen > 0 && o.SnapLen < 64:

@@ -73,6 +73,7 @@ reconstructs offline which buffer made each request slow.
 		return usageError{err}
 	})
 	root.CompletionOptions.DisableDefaultCmd = true
+	root.SuggestionsMinimumDistance = 2
 
 	// The command list. Each line registers one command; keep it sorted.
 	root.AddCommand(newCompletionCmd(s))
