@@ -423,6 +423,10 @@ func (r *Reader) dispatchFrame(j *job) bool {
 		j.err = fmt.Errorf("truncated: the file ends %d bytes into the frame, which needs at least %d", f.clen, f.need)
 	case f.dlen > int64(r.opts.MaxDecoderMemory):
 		j.err = fmt.Errorf("frame decompresses to %d bytes, above the %d-byte decoder memory limit (raise ReaderOptions.MaxDecoderMemory if the file is trusted)", f.dlen, r.opts.MaxDecoderMemory)
+	case f.dlen >= 0 && f.clen > f.dlen+f.dlen/64+256<<10:
+		// zstd never expands data by more than a block header per 128 KiB;
+		// a bigger frame is crafted to make the reader allocate.
+		j.err = fmt.Errorf("frame of %d compressed bytes claims to hold only %d", f.clen, f.dlen)
 	case f.dlen < 0 || f.dlen > decodeAllLimit:
 		j.stream = true
 	default:

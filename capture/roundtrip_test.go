@@ -87,6 +87,8 @@ func TestWriterRejects(t *testing.T) {
 		{"negative interface", gopacket.CaptureInfo{Timestamp: testEpoch, InterfaceIndex: -1}, 10},
 		{"above snap length", gopacket.CaptureInfo{Timestamp: testEpoch, InterfaceIndex: 1}, 257},
 		{"before 1970", gopacket.CaptureInfo{Timestamp: time.Unix(-1, 0), InterfaceIndex: 0}, 10},
+		{"zero time", gopacket.CaptureInfo{InterfaceIndex: 0}, 10},
+		{"after 2262", gopacket.CaptureInfo{Timestamp: time.Date(2262, 5, 1, 0, 0, 0, 0, time.UTC), InterfaceIndex: 0}, 10},
 	}
 	for _, c := range cases {
 		if err := w.WritePacket(c.ci, make([]byte, c.n)); err == nil {

@@ -276,10 +276,10 @@ func (w *Writer) WritePacket(ci gopacket.CaptureInfo, data []byte) error {
 	if int64(length) > 1<<32-1 {
 		return fmt.Errorf("%s: original length %d does not fit pcapng's 32-bit field", w.name, length)
 	}
-	ns := ci.Timestamp.UnixNano()
-	if ns < 0 || ci.Timestamp.Year() >= 2262 {
+	if ci.Timestamp.Before(time.Unix(0, 0)) || ci.Timestamp.Year() >= 2262 {
 		return fmt.Errorf("%s: timestamp %s is outside 1970..2262, which nanosecond pcapng cannot hold", w.name, ci.Timestamp.Format(time.RFC3339Nano))
 	}
+	ns := ci.Timestamp.UnixNano()
 	if w.packets > 0 && len(w.frame)+epbLen(len(data)) > w.opts.FrameBytes {
 		if err := w.endFrame(); err != nil {
 			return err
