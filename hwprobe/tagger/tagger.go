@@ -114,7 +114,7 @@ func Load(opts Options) (*Tagger, error) {
 		}
 		return nil, fmt.Errorf("tagger: loading: %w", err)
 	}
-	if err := t.objs.Tags.Pin(pinPath); err != nil {
+	if err := pin(t.objs.Tags, opts.PinDir, pinPath); err != nil {
 		t.objs.Close()
 		return nil, fmt.Errorf("tagger: pinning tags map at %s: %w", pinPath, err)
 	}
@@ -257,6 +257,21 @@ func ensurePinDir(dir string) error {
 		return nil
 	}
 	return fmt.Errorf("tagger: pin directory %s is not on a BPF file system (mount one with `mount -t bpf bpffs %s`)", dir, filepath.Dir(dir))
+}
+
+// pin pins m at path, recreating dir if a tagger in another process
+// removed it between ensurePinDir and now (Close removes it when empty).
+func pin(m *ebpf.Map, dir, path string) error {
+	var err error
+	for range 5 {
+		if err = m.Pin(path); !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		if err := mkdirBPF(dir); err != nil {
+			return err
+		}
+	}
+	return err
 }
 
 func mkdirBPF(dir string) error {
