@@ -30,7 +30,9 @@ func (b *byteSize) Set(s string) error {
 		}
 	}
 	v, err := strconv.ParseFloat(str, 64)
-	if err != nil || v < 0 || v*mult > float64(1<<62) {
+	// Written as a positive check so that NaN, which compares false with
+	// everything, is rejected too.
+	if err != nil || !(v >= 0 && v*mult <= float64(1<<62)) {
 		return fmt.Errorf("%q is not a size: use a number with an optional unit such as 100MB or 1GiB", s)
 	}
 	*b = byteSize(v * mult)
