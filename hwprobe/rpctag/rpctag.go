@@ -157,7 +157,7 @@ func (t *Table) Wrap(c *net.TCPConn) (*Conn, error) {
 	if serr != nil {
 		return nil, fmt.Errorf("rpctag: reading SO_COOKIE: %w", serr)
 	}
-	cn := &Conn{TCPConn: c, raw: raw, table: t, cookie: cookie, pending: make([]uint64, 0, pruneEvery)}
+	cn := &Conn{TCPConn: c, raw: raw, table: t, cookie: cookie, pending: make([]uint64, 0, pruneEvery), pruneAt: pruneEvery}
 	cn.sendFn = cn.sendOnce
 	return cn, nil
 }
@@ -185,6 +185,7 @@ type Conn struct {
 	written uint64   // stream offset of the next byte written
 	msgEnd  uint64   // stream offset just past the current message
 	pending []uint64 // offsets of announced messages, oldest first
+	pruneAt int      // prune when pending grows to this length
 
 	// Scratch space for map updates and sendOnce state, kept here so that
 	// announcing and writing a message allocates nothing.
@@ -224,8 +225,11 @@ func (c *Conn) BeginMessage(kind Kind, rpcID, traceID uint64, length uint32) err
 	if c.written < c.msgEnd {
 		return fmt.Errorf("rpctag: previous message at offset %d still has %d bytes to write", c.msgEnd, c.msgEnd-c.written)
 	}
-	if len(c.pending) >= pruneEvery {
+	if len(c.pending) >= c.pruneAt {
 		c.prune()
+		// While the peer lags, entries stay; asking again for every
+		// message would cost a system call each.
+		c.pruneAt = len(c.pending) + pruneEvery
 	}
 	c.key = Key{Cookie: c.cookie, Offset: uint32(c.written)}
 	c.body = EncodeBody(kind, 0, rpcID, traceID, length)

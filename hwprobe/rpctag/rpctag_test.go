@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 )
 
 // A request tag as docs/wire-format.md lays it out, bytes 4..27 (after
@@ -369,6 +370,25 @@ func BenchmarkMapUpdate(b *testing.B) {
 	for b.Loop() {
 		key.Offset++
 		if err := table.m.Update(&key, &body, ebpf.UpdateAny); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkEORWrite sends each 256-byte write with MSG_EOR and nothing
+// else: the cost of keeping one message per segment, without the map.
+func BenchmarkEORWrite(b *testing.B) {
+	table := newTestMap(b)
+	c, _ := loopbackPair(b)
+	conn, err := table.Wrap(c)
+	if err != nil {
+		b.Fatal(err)
+	}
+	buf := make([]byte, 256)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(buf)))
+	for b.Loop() {
+		if _, err := conn.send(buf, unix.MSG_EOR); err != nil {
 			b.Fatal(err)
 		}
 	}
