@@ -395,3 +395,41 @@ func appendHostIndividual(dst []byte, e *HostEvent) ([]byte, error) {
 	}
 	return dst, nil
 }
+
+// HostEvent converts a decoded bufscope host report back into the HostEvent
+// its sender encoded. ok is false when r is not a fully understood host
+// report (another Domain Specific ID, or a Reason). Values the wire format
+// saturates (queue occupancy above 0xFFFFFF) come back saturated, and Inner
+// keeps the zero padding to a word boundary; Inner aliases the decoded
+// buffer. DropReasonName allocates.
+func (r *ReportV2) HostEvent() (e HostEvent, ok bool) {
+	if r.RepType != ReportTypeINT || r.DomainID != HostDomainID || r.Reason != "" {
+		return HostEvent{}, false
+	}
+	b, h := &r.Baseline, &r.Host
+	e = HostEvent{
+		Buffer: h.Buffer, Event: h.Event, Flags: h.Flags,
+		IfIndex: b.EgressPort, HopLatency: b.HopLatency,
+		IngressTime: b.IngressTS, EgressTime: b.EgressTS,
+		OccupancyBytes: h.OccupancyBytes, CapacityBytes: h.CapacityBytes,
+		OccupancyPackets: h.OccupancyPackets, CapacityPackets: h.CapacityPackets,
+		RcvWnd: h.RcvWnd, SndCwnd: h.SndCwnd, Duration: h.Duration,
+		Inner: r.Inner,
+	}
+	switch {
+	case r.RepMdBits&RepMdQueueOcc != 0:
+		e.QueueID, e.QueueOccupancy = b.QueueID, b.QueueOccupancy
+	case r.RepMdBits&RepMdDropReason != 0:
+		e.QueueID = b.DropQueueID
+	}
+	if r.DSMdBits&HostMdDropReason != 0 {
+		e.DropReason = h.DropReason
+	}
+	if r.DSMdBits&HostMdDropName != 0 {
+		e.DropReasonName = h.DropName()
+	}
+	if len(e.Inner) == 0 {
+		e.Inner = nil
+	}
+	return e, true
+}
