@@ -296,6 +296,18 @@ func (r *Reader) loadSeekTable() {
 	}
 	r.frames = frames
 	r.container = "seekable zstd"
+	// A Wireshark-readable trace may have padding and an empty zstd frame
+	// before the index (docs/trace-format.md).
+	for end < r.size-stLen {
+		f, err := scanFrame(r.ra, r.size-stLen, end)
+		var m [4]byte
+		r.ra.ReadAt(m[:], end)
+		if err != nil || f.truncated || binary.LittleEndian.Uint32(m[:]) == indexMagic ||
+			(!f.skippable && f.dlen != 0) {
+			break
+		}
+		end += f.clen
+	}
 	if gap := r.size - stLen - end; gap >= indexHeaderLen && gap <= 64<<20 {
 		ib := make([]byte, gap)
 		if _, err := r.ra.ReadAt(ib, end); err == nil {

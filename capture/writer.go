@@ -40,6 +40,14 @@ type WriterOptions struct {
 	FrameInterval time.Duration
 	// Level is the zstd compression level (default zstd.SpeedDefault).
 	Level zstd.EncoderLevel
+	// WiresharkReadable lays frames out so that Wireshark and tshark (4.0 at
+	// least) can open the .zst directly, working around their zstd reader
+	// (docs/trace-format.md): no frame crosses a 131075-byte window of the
+	// file unless it starts one, with skippable padding frames in between.
+	// It costs a few percent of file size and caps compressed frames at one
+	// window, so frames hold less than FrameBytes when data compresses
+	// poorly. The output must start at offset 0 of the file.
+	WiresharkReadable bool
 	// Overwrite lets Create replace an existing file. Without it Create
 	// refuses to touch an existing file, so a second recorder cannot destroy
 	// a trace by reusing its name.
@@ -81,6 +89,14 @@ type Writer struct {
 	seek   *seekable.Encoder
 	opts   WriterOptions
 	ifaces []Interface
+
+	// Wireshark layout (WiresharkReadable): frames are compressed here and
+	// handed to the seek-table encoder through pre.
+	pre       *presetEncoder
+	recs      []frameRec // blocks after the open frame's header, to split it
+	ifAtStart int        // interfaces in the open frame's header
+	limit     int        // uncompressed size at which the open frame closes
+	ratio     float64    // compression ratio of the last frame, to size the next
 
 	frame     []byte // uncompressed pcapng of the open frame
 	shbStart  int    // offset of the open frame's SHB (always 0)
@@ -167,7 +183,13 @@ func newWriter(out io.Writer, name string, opts WriterOptions) (*Writer, error) 
 	if err != nil {
 		return nil, fmt.Errorf("%s: zstd encoder: %w", name, err)
 	}
-	seek, err := seekable.NewEncoder(enc)
+	var pre *presetEncoder
+	var zenc seekable.ZSTDEncoder = enc
+	if opts.WiresharkReadable {
+		pre = &presetEncoder{}
+		zenc = pre
+	}
+	seek, err := seekable.NewEncoder(zenc)
 	if err != nil {
 		enc.Close()
 		return nil, fmt.Errorf("%s: seekable encoder: %w", name, err)
@@ -180,6 +202,9 @@ func newWriter(out io.Writer, name string, opts WriterOptions) (*Writer, error) 
 		opts:   opts,
 		ifaces: append([]Interface(nil), opts.Interfaces...),
 		frame:  make([]byte, 0, opts.FrameBytes+64<<10),
+		pre:    pre,
+		limit:  opts.FrameBytes,
+		ratio:  1,
 	}
 	w.startFrame()
 	return w, nil
@@ -221,6 +246,13 @@ func (w *Writer) startFrame() {
 	}
 	w.packets = 0
 	w.times = frameTimes{}
+	w.recs = w.recs[:0]
+	w.ifAtStart = len(w.ifaces)
+	if w.pre != nil {
+		// Aim at 95 % of a window at the last frame's ratio; emitAligned
+		// splits the frame if the data compresses worse than that.
+		w.limit = min(w.opts.FrameBytes, max(4096, int(w.ratio*0.95*wiresharkWindow)))
+	}
 }
 
 // AddInterface adds a capture point and returns its index for
@@ -236,7 +268,9 @@ func (w *Writer) AddInterface(ifc Interface) (int, error) {
 		return 0, fmt.Errorf("%s: add interface %q: %w", w.name, ifc.Name, err)
 	}
 	w.ifaces = append(w.ifaces, ifc)
+	off := len(w.frame)
 	w.frame = appendIDB(w.frame, ifc)
+	w.recs = append(w.recs, frameRec{off: off, n: len(w.frame) - off, idb: true})
 	return len(w.ifaces) - 1, nil
 }
 
@@ -280,7 +314,7 @@ func (w *Writer) WritePacket(ci gopacket.CaptureInfo, data []byte) error {
 		return fmt.Errorf("%s: timestamp %s is outside 1970..2262, which nanosecond pcapng cannot hold", w.name, ci.Timestamp.Format(time.RFC3339Nano))
 	}
 	ns := ci.Timestamp.UnixNano()
-	if w.packets > 0 && len(w.frame)+epbLen(len(data)) > w.opts.FrameBytes {
+	if w.packets > 0 && len(w.frame)+epbLen(len(data)) > w.limit {
 		if err := w.endFrame(); err != nil {
 			return err
 		}
@@ -290,6 +324,9 @@ func (w *Writer) WritePacket(ci gopacket.CaptureInfo, data []byte) error {
 		gen := w.gen
 		w.timer = time.AfterFunc(w.opts.FrameInterval, func() { w.onTimer(gen) })
 	}
+	if w.pre != nil {
+		w.recs = append(w.recs, frameRec{off: len(w.frame), n: epbLen(len(data))})
+	}
 	w.frame = appendEPB(w.frame, uint32(ci.InterfaceIndex), uint64(ns), uint32(length), data)
 	w.packets++
 	w.times.packets++
@@ -297,7 +334,7 @@ func (w *Writer) WritePacket(ci gopacket.CaptureInfo, data []byte) error {
 	w.times.max = max(w.times.max, ns)
 	w.stats.Packets++
 	w.stats.PacketBytes += int64(len(data))
-	if len(w.frame) >= w.opts.FrameBytes {
+	if len(w.frame) >= w.limit {
 		return w.endFrame()
 	}
 	return nil
@@ -325,26 +362,47 @@ func (w *Writer) endFrame() error {
 	if w.packets == 0 && (w.wroteData || !w.closed) {
 		return nil
 	}
-	// The section length lets pcapng tools skip a whole frame's section.
-	shbLen := int(binary.LittleEndian.Uint32(w.frame[w.shbStart+4:]))
-	sectionLen := uint64(len(w.frame) - w.shbStart - shbLen)
-	binary.LittleEndian.PutUint64(w.frame[w.shbStart+16:], sectionLen)
+	patchSectionLength(w.frame)
+	var err error
+	if w.pre != nil {
+		err = w.emitAligned(w.frame, w.recs, w.ifAtStart)
+	} else {
+		err = w.emit(w.frame, w.times, nil)
+	}
+	if err != nil {
+		return err
+	}
+	w.startFrame()
+	return nil
+}
 
-	comp, err := w.seek.Encode(w.frame)
+// patchSectionLength fills in the SHB's section length, so pcapng tools can
+// skip a whole frame's section.
+func patchSectionLength(sec []byte) {
+	shbLen := int(binary.LittleEndian.Uint32(sec[4:]))
+	binary.LittleEndian.PutUint64(sec[16:], uint64(len(sec)-shbLen))
+}
+
+// emit compresses one section into a frame and writes it; with the
+// Wireshark layout, comp is the already compressed frame (padding included).
+func (w *Writer) emit(sec []byte, times frameTimes, comp []byte) error {
+	if comp != nil {
+		w.pre.out = comp
+	}
+	out, err := w.seek.Encode(sec)
 	if err != nil {
 		w.err = fmt.Errorf("%s: compress frame %d: %w", w.name, len(w.index), err)
 		return w.err
 	}
-	if _, err := w.out.Write(comp); err != nil {
+	if _, err := w.out.Write(out); err != nil {
 		w.err = fmt.Errorf("%s: write frame %d at offset %d: %w", w.name, len(w.index), w.stats.CompressedBytes, err)
 		return w.err
 	}
 	w.wroteData = true
-	w.index = append(w.index, w.times)
+	w.index = append(w.index, times)
 	w.stats.Frames++
-	w.stats.RawBytes += int64(len(w.frame))
-	w.stats.CompressedBytes += int64(len(comp))
-	w.startFrame()
+	w.stats.RawBytes += int64(len(sec))
+	w.stats.CompressedBytes += int64(len(out))
 	return nil
 }
 
@@ -383,22 +441,7 @@ func (w *Writer) Close() error {
 	}
 	w.closed = true
 	if err == nil {
-		idx := appendIndexFrame(nil, w.index)
-		if _, werr := w.out.Write(idx); werr != nil {
-			err = fmt.Errorf("%s: write time index at offset %d: %w", w.name, w.stats.CompressedBytes, werr)
-		} else {
-			w.stats.CompressedBytes += int64(len(idx))
-		}
-	}
-	if err == nil {
-		st, serr := w.seek.EndStream()
-		if serr != nil {
-			err = fmt.Errorf("%s: seek table: %w", w.name, serr)
-		} else if _, werr := w.out.Write(st); werr != nil {
-			err = fmt.Errorf("%s: write seek table at offset %d: %w", w.name, w.stats.CompressedBytes, werr)
-		} else {
-			w.stats.CompressedBytes += int64(len(st))
-		}
+		err = w.writeTrailer()
 	}
 	w.enc.Close()
 	if w.file != nil {
@@ -407,4 +450,30 @@ func (w *Writer) Close() error {
 		}
 	}
 	return err
+}
+
+// writeTrailer writes the time index and the seek table. With the Wireshark
+// layout the two must not end in a window that does not start with a zstd
+// data frame, so when they do not fit the current window they go to a new
+// one that starts with an empty frame.
+func (w *Writer) writeTrailer() error {
+	idx := appendIndexFrame(nil, w.index)
+	st, err := w.seek.EndStream()
+	if err != nil {
+		return fmt.Errorf("%s: seek table: %w", w.name, err)
+	}
+	var pre []byte
+	if w.pre != nil {
+		if room := wiresharkWindow - w.stats.CompressedBytes%wiresharkWindow; int64(len(idx)+len(st)) > room {
+			pre = appendPadding(nil, room)
+			pre = append(pre, emptyZstdFrame...)
+		}
+	}
+	for _, b := range [][]byte{pre, idx, st} {
+		if _, err := w.out.Write(b); err != nil {
+			return fmt.Errorf("%s: write trailer at offset %d: %w", w.name, w.stats.CompressedBytes, err)
+		}
+		w.stats.CompressedBytes += int64(len(b))
+	}
+	return nil
 }
