@@ -170,9 +170,12 @@ func Load(opts Options) (*Monitor, error) {
 	}
 	m := &Monitor{reasons: reasons}
 	if err := spec.LoadAndAssign(&m.objs, nil); err != nil {
+		// A verifier rejection is a bug in the programs or a kernel too
+		// different from the one they were built for, never a reason to
+		// skip: it is not wrapped in ErrNotSupported.
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
-			return nil, fmt.Errorf("loading buffer monitors: kernel verifier rejected a program (%v): %w", ve, ErrNotSupported)
+			return nil, fmt.Errorf("loading buffer monitors: kernel verifier rejected a program: %+v", ve)
 		}
 		return nil, fmt.Errorf("loading buffer monitors: %w", err)
 	}

@@ -13,17 +13,6 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-type monitorDeqArgs struct {
-	_    structs.HostLayout
-	Q    uint64
-	Dev  uint64
-	Skb  uint64
-	Now  uint64
-	Inum uint32
-	Nsf  uint8
-	_    [3]byte
-}
-
 type monitorEvent struct {
 	_          structs.HostLayout
 	TsNs       uint64
@@ -85,7 +74,6 @@ type monitorSkstate struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	monitorMapDeqArgs              = "deq_args"
 	monitorMapDropIgnore           = "drop_ignore"
 	monitorMapEnqueued             = "enqueued"
 	monitorMapEvents               = "events"
@@ -172,7 +160,6 @@ type monitorProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type monitorMapSpecs struct {
-	DeqArgs     *ebpf.MapSpec `ebpf:"deq_args"`
 	DropIgnore  *ebpf.MapSpec `ebpf:"drop_ignore"`
 	Enqueued    *ebpf.MapSpec `ebpf:"enqueued"`
 	Events      *ebpf.MapSpec `ebpf:"events"`
@@ -219,7 +206,6 @@ func (o *monitorObjects) Close() error {
 //
 // It can be passed to loadMonitorObjects or ebpf.CollectionSpec.LoadAndAssign.
 type monitorMaps struct {
-	DeqArgs     *ebpf.Map `ebpf:"deq_args"`
 	DropIgnore  *ebpf.Map `ebpf:"drop_ignore"`
 	Enqueued    *ebpf.Map `ebpf:"enqueued"`
 	Events      *ebpf.Map `ebpf:"events"`
@@ -233,7 +219,6 @@ type monitorMaps struct {
 
 func (m *monitorMaps) Close() error {
 	return _MonitorClose(
-		m.DeqArgs,
 		m.DropIgnore,
 		m.Enqueued,
 		m.Events,

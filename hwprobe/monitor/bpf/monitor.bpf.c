@@ -146,6 +146,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU); // per-CPU free lists: no global LRU lock per packet
 	__type(key, __u64);
 	__type(value, __u64);
 } enqueued SEC(".maps");
@@ -248,18 +249,21 @@ static __always_inline __u8 watched(__u32 inum)
 	return f ? *f : 0;
 }
 
+// The netns lookups run on every packet, so they dereference the BTF
+// pointers directly (tp_btf arguments allow it; the loads are CO-RE
+// relocated and fault-safe) instead of paying a helper call per hop.
 static __always_inline __u32 dev_netns(const struct net_device *dev)
 {
 	if (!dev)
 		return 0;
-	return BPF_CORE_READ(dev, nd_net.net, ns.inum);
+	return dev->nd_net.net->ns.inum;
 }
 
 static __always_inline __u32 sk_netns(const struct sock *sk)
 {
 	if (!sk)
 		return 0;
-	return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	return sk->__sk_common.skc_net.net->ns.inum;
 }
 
 // copy_hdr copies the victim's IP and TCP/UDP headers (options included, so
@@ -374,6 +378,35 @@ static __always_inline int has_tag(struct event *e)
 	return c.found;
 }
 
+// maybe_tagged is the per-packet pre-check before copying a header: only
+// a TCP header with at least 28 bytes of options can hold the tag, and
+// most segments carry 12 (timestamps) or none.
+static __always_inline int maybe_tagged(const struct sk_buff *skb)
+{
+	unsigned char *head = BPF_CORE_READ(skb, head);
+	__u16 nh = BPF_CORE_READ(skb, network_header);
+	__u8 ip[20];
+	__u32 l3len;
+	__u8 doff = 0;
+
+	if (!head || nh == 0xffff || bpf_probe_read_kernel(ip, sizeof(ip), head + nh))
+		return 0;
+	if ((ip[0] >> 4) == 4) {
+		if (ip[9] != IPPROTO_TCP)
+			return 0;
+		l3len = (ip[0] & 0x0f) * 4;
+	} else if ((ip[0] >> 4) == 6) {
+		if (ip[6] != IPPROTO_TCP)
+			return 0;
+		l3len = 40;
+	} else {
+		return 0;
+	}
+	if (bpf_probe_read_kernel(&doff, 1, head + nh + l3len + 12))
+		return 0;
+	return (doff >> 4) * 4 >= 20 + 28;
+}
+
 static __always_inline void fill_qdisc(struct event *e, struct Qdisc *q)
 {
 	e->occ_bytes = BPF_CORE_READ(q, qstats.backlog);
@@ -426,7 +459,7 @@ static __always_inline void qdisc_event(struct Qdisc *q, const struct net_device
 SEC("tp_btf/qdisc_enqueue")
 int BPF_PROG(qdisc_enqueue, struct Qdisc *q, const struct netdev_queue *txq, struct sk_buff *skb)
 {
-	const struct net_device *dev = BPF_CORE_READ(txq, dev);
+	const struct net_device *dev = txq->dev;
 	__u32 inum = dev_netns(dev);
 	__u8 nsf = watched(inum);
 	if (!nsf)
@@ -451,42 +484,10 @@ int BPF_PROG(qdisc_enqueue, struct Qdisc *q, const struct netdev_queue *txq, str
 	return 0;
 }
 
-// Arguments of dequeue_one. They travel through a per-CPU map because the
-// verifier does not let kernel pointers be passed to a global function as
-// scalars; read back from the map they are plain numbers, only ever
-// dereferenced through BPF_CORE_READ.
-struct deq_args {
-	__u64 q, dev, skb, now;
-	__u32 inum;
-	__u8 nsf;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct deq_args);
-} deq_args SEC(".maps");
-
-// dequeue_one is a global function so the verifier checks it once rather
-// than once per iteration of the bulk-dequeue loop.
-__noinline int dequeue_one(void)
+static __always_inline int dequeue_one(struct Qdisc *q, const struct net_device *dev, __u32 inum,
+				       __u8 nsf, struct qstate *st, struct sk_buff *skb, __u64 now)
 {
-	__u32 zero = 0;
-	struct deq_args *a = bpf_map_lookup_elem(&deq_args, &zero);
-	if (!a)
-		return 0;
-	__u64 qp = a->q, devp = a->dev, skbp = a->skb, now = a->now;
-	__u32 inum = a->inum;
-	__u8 nsf = a->nsf;
-	struct Qdisc *q = (struct Qdisc *)qp;
-	const struct net_device *dev = (const struct net_device *)devp;
-	struct sk_buff *skb = (struct sk_buff *)skbp;
-	__u64 key = skbp;
-	__u64 qkey = qp;
-	struct qstate *st = bpf_map_lookup_elem(&qdiscs, &qkey);
-	if (!st)
-		return 0;
+	__u64 key = (__u64)skb;
 	__u64 *enq = bpf_map_lookup_elem(&enqueued, &key);
 	stat_inc(STAT_DEQ_SEEN);
 	if (!enq) {
@@ -526,7 +527,7 @@ __noinline int dequeue_one(void)
 		qdisc_event(q, dev, inum, nsf, EV_QUEUING, FLAG_CLEARED, now, start, st->start_ns, skb);
 		return 0;
 	}
-	if (!cfg_msg_start)
+	if (!cfg_msg_start || !maybe_tagged(skb))
 		return 0;
 
 	// Message start: only segments carrying the tag are reported, with
@@ -556,7 +557,7 @@ SEC("tp_btf/qdisc_dequeue")
 int BPF_PROG(qdisc_dequeue, struct Qdisc *q, const struct netdev_queue *txq, int packets,
 	     struct sk_buff *skb)
 {
-	const struct net_device *dev = BPF_CORE_READ(txq, dev);
+	const struct net_device *dev = txq->dev;
 	__u32 inum = dev_netns(dev);
 	__u8 nsf = watched(inum);
 	if (!nsf)
@@ -576,22 +577,12 @@ int BPF_PROG(qdisc_dequeue, struct Qdisc *q, const struct netdev_queue *txq, int
 		return 0;
 	}
 	// Bulk dequeues hand over a list linked through skb->next.
-	__u32 zero = 0;
-	struct deq_args *a = bpf_map_lookup_elem(&deq_args, &zero);
-	if (!a)
-		return 0;
-	a->q = (__u64)q;
-	a->dev = (__u64)dev;
-	a->now = now;
-	a->inum = inum;
-	a->nsf = nsf;
 	struct sk_buff *cur = skb;
 	for (int i = 0; i < 8; i++) {
 		if (!cur || i >= packets)
 			break;
-		a->skb = (__u64)cur;
-		dequeue_one();
-		cur = BPF_CORE_READ(cur, next);
+		dequeue_one(q, dev, inum, nsf, st, cur, now);
+		cur = cur->next;
 	}
 	return 0;
 }
@@ -621,8 +612,8 @@ int BPF_PROG(kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_reaso
 {
 	if (reason <= SKB_CONSUMED)
 		return 0;
-	struct net_device *dev = BPF_CORE_READ(skb, dev);
-	struct sock *sk = BPF_CORE_READ(skb, sk);
+	struct net_device *dev = skb->dev;
+	struct sock *sk = skb->sk;
 	__u32 inum = dev ? dev_netns(dev) : sk_netns(sk ? sk : rx_sk);
 	__u8 nsf = watched(inum);
 	if (!nsf)
