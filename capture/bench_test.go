@@ -76,26 +76,9 @@ func reportRates(b *testing.B, pkts int) {
 
 func BenchmarkWrite(b *testing.B) {
 	pkts := benchTraffic()
-	b.Run("container", func(b *testing.B) {
-		b.SetBytes(trafficBytes(pkts))
-		var st WriterStats
-		for b.Loop() {
-			w, err := NewWriter(discard{}, WriterOptions{Interfaces: testIfaces})
-			if err != nil {
-				b.Fatal(err)
-			}
-			for _, p := range pkts {
-				if err := w.WritePacket(p.ci, p.data); err != nil {
-					b.Fatal(err)
-				}
-			}
-			if err := w.Close(); err != nil {
-				b.Fatal(err)
-			}
-			st = w.Stats()
-		}
-		reportRates(b, len(pkts))
-		b.ReportMetric(st.Ratio(), "ratio")
+	b.Run("container", func(b *testing.B) { benchWrite(b, pkts, WriterOptions{Interfaces: testIfaces}) })
+	b.Run("container-wireshark", func(b *testing.B) {
+		benchWrite(b, pkts, WriterOptions{Interfaces: testIfaces, WiresharkReadable: true})
 	})
 	b.Run("pcapgo-ngwriter", func(b *testing.B) {
 		b.SetBytes(trafficBytes(pkts))
@@ -220,4 +203,26 @@ func BenchmarkRead(b *testing.B) {
 		}
 		reportRates(b, benchPackets)
 	})
+}
+
+func benchWrite(b *testing.B, pkts []testPacket, opts WriterOptions) {
+	b.SetBytes(trafficBytes(pkts))
+	var st WriterStats
+	for b.Loop() {
+		w, err := NewWriter(discard{}, opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, p := range pkts {
+			if err := w.WritePacket(p.ci, p.data); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := w.Close(); err != nil {
+			b.Fatal(err)
+		}
+		st = w.Stats()
+	}
+	reportRates(b, len(pkts))
+	b.ReportMetric(st.Ratio(), "ratio")
 }
