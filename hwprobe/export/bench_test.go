@@ -1,0 +1,66 @@
+package export
+
+import (
+	"net"
+	"testing"
+
+	"github.com/bufscope/bufscope/decode"
+	"github.com/bufscope/bufscope/hwprobe/monitor"
+)
+
+// BenchmarkConvertEncode is the CPU cost of one event: conversion and
+// serialization into a batch of 8 (no socket).
+func BenchmarkConvertEncode(b *testing.B) {
+	ev := qdiscEvent()
+	hes := make([]decode.HostEvent, 8)
+	var hdrs [8][monitor.HeaderMax]byte
+	buf := make([]byte, 0, 2048)
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		n := i % 8
+		Convert(&ev, nil, &hes[n], hdrs[n][:0])
+		if n == 7 {
+			var err error
+			if buf, err = decode.AppendHostReport(buf[:0], 1, 0, uint32(i), hes); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "reports/s")
+}
+
+// BenchmarkExportUDP is the exporter's path per event up to the socket:
+// batching, serialization and one UDP send per full packet to a loopback
+// collector.
+func BenchmarkExportUDP(b *testing.B) {
+	col, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer col.Close()
+	go func() {
+		buf := make([]byte, 65536)
+		for {
+			if _, err := col.Read(buf); err != nil {
+				return
+			}
+		}
+	}()
+	x, err := New(Options{Collector: col.LocalAddr().String(), NodeID: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer x.Close()
+	ev := qdiscEvent()
+	b.ReportAllocs()
+	for b.Loop() {
+		x.add(&ev, nil)
+	}
+	x.flushAll()
+	c := x.Counters()
+	b.ReportMetric(float64(c.Reports)/b.Elapsed().Seconds(), "reports/s")
+	b.ReportMetric(float64(c.Reports)/float64(c.Packets), "reports/packet")
+	if c.SendErrors > 0 {
+		b.ReportMetric(float64(c.SendErrors), "send-errors")
+	}
+}
