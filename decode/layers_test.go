@@ -2,6 +2,7 @@ package decode
 
 import (
 	"bytes"
+	"net"
 	"reflect"
 	"testing"
 
@@ -547,5 +548,71 @@ func TestDecodingLayerParser(t *testing.T) {
 	n := testing.AllocsPerRun(100, func() { _ = p.DecodeLayers(frame, &decoded) })
 	if n != 0 {
 		t.Fatalf("DecodingLayerParser path allocates %v times", n)
+	}
+}
+
+// Generic gopacket decoding reaches the report layers through UDP port
+// 32766 and IFA through IP protocol 131, both registered at init.
+func TestGopacketNewPacketRouting(t *testing.T) {
+	p := gopacket.NewPacket(intReportFrame(t, 2), layers.LayerTypeEthernet, gopacket.Default)
+	if p.ErrorLayer() != nil {
+		t.Fatal(p.ErrorLayer().Error())
+	}
+	var got []gopacket.LayerType
+	for _, l := range p.Layers() {
+		got = append(got, l.LayerType())
+	}
+	want := []gopacket.LayerType{layers.LayerTypeEthernet, layers.LayerTypeIPv4, layers.LayerTypeUDP,
+		LayerTypeTelemetryReportV2, layers.LayerTypeIPv4, layers.LayerTypeUDP, gopacket.LayerTypePayload}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("layers %v, want %v", got, want)
+	}
+	if r := p.Layer(LayerTypeTelemetryReportV2).(*TelemetryReportV2); r.NodeID != 9 || len(r.Reports) != 1 {
+		t.Fatalf("report %+v", r)
+	}
+
+	eth, ip := ethIPv4(layers.IPProtocol(IPProtocolIFA), 0)
+	frame := mustSerialize(t, eth, ip, gopacket.Payload(ifaVector))
+	p = gopacket.NewPacket(frame, layers.LayerTypeEthernet, gopacket.Default)
+	f, ok := p.Layer(LayerTypeIFA).(*IFA)
+	if !ok || len(f.Hops) != 1 || f.Hops[0].DeviceID != 0xB22 || p.Layer(layers.LayerTypeUDP) == nil {
+		t.Fatalf("IFA not decoded by gopacket: %v", p)
+	}
+}
+
+// Records come out of IPv6, VLAN-tagged and Linux cooked (SLL) captures too.
+func TestRecordsLinkVariants(t *testing.T) {
+	d := NewDecoder(DecoderOptions{})
+	tcp := taggedTCPFrame(t)
+	vlan := append(append(append([]byte(nil), tcp[:12]...), 0x81, 0x00, 0x00, 0x2a), tcp[12:]...)
+	sll := append([]byte{0, 0, 0, 1, 0, 6, 0, 0, 0, 0, 0, 1, 0, 0, 0x08, 0x00}, tcp[14:]...)
+	eth6 := &layers.Ethernet{SrcMAC: tcp[6:12], DstMAC: tcp[:6], EthernetType: layers.EthernetTypeIPv6}
+	ip6 := &layers.IPv6{Version: 6, NextHeader: layers.IPProtocolTCP, HopLimit: 64,
+		SrcIP: net.ParseIP("2001:db8::1"), DstIP: net.ParseIP("2001:db8::2"), TrafficClass: 0x17 << 2}
+	opt := benchTag.AppendOption(nil)
+	t6 := &layers.TCP{SrcPort: 1, DstPort: 2, Seq: 5, ACK: true, Options: []layers.TCPOption{
+		{OptionType: TagOptionKind, OptionLength: TagOptionLen, OptionData: opt[2:]}}}
+	_ = t6.SetNetworkLayerForChecksum(ip6)
+	v6 := mustSerialize(t, eth6, ip6, t6, gopacket.Payload([]byte("hello")))
+	cases := []struct {
+		name string
+		link layers.LinkType
+		data []byte
+		port uint16
+		plen uint32
+	}{
+		{"vlan", layers.LinkTypeEthernet, vlan, 8080, 100},
+		{"sll", layers.LinkTypeLinuxSLL, sll, 8080, 100},
+		{"raw", layers.LinkTypeRaw, tcp[14:], 8080, 100},
+		{"ipv6", layers.LinkTypeEthernet, v6, 2, 5},
+	}
+	for _, c := range cases {
+		recs := d.Records(0, 0, c.link, c.data, nil)
+		// The IPv6 packet is DSCP-marked (0x17) but carries no INT shim: it
+		// must stay a plain packet.
+		if len(recs) != 1 || recs[0].Kind != RecordPacket || !recs[0].HasTag || recs[0].Tag != benchTag ||
+			recs[0].Flow.DstPort != c.port || recs[0].PayloadLen != c.plen {
+			t.Errorf("%s: records %+v", c.name, recs)
+		}
 	}
 }
