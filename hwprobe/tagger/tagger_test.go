@@ -34,6 +34,13 @@ import (
 // again) so that it can live in the tagged cgroup and the client netns
 // while the test itself stays outside both.
 func TestMain(m *testing.M) {
+	if os.Getenv("BST_TAGGER_SERVER") != "" {
+		if err := serverMain(os.Getenv("BST_NETNS"), os.Getenv("BST_PIN"), os.Getenv("BST_ADDR"), os.Getenv("BST_PLAN")); err != nil {
+			fmt.Fprintln(os.Stderr, "server:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	if os.Getenv("BST_TAGGER_CLIENT") != "" {
 		if err := clientMain(os.Getenv("BST_NETNS"), os.Getenv("BST_PIN"), os.Getenv("BST_ADDR"), os.Getenv("BST_PLAN")); err != nil {
 			fmt.Fprintln(os.Stderr, "client:", err)
@@ -309,6 +316,12 @@ type segment struct {
 }
 
 func readCapture(t testing.TB, file string, serverPort uint16) []segment {
+	return readCaptureDir(t, file, serverPort, false)
+}
+
+// readCaptureDir returns the segments sent to port, or sent from it if
+// fromPort is set.
+func readCaptureDir(t testing.TB, file string, port uint16, fromPort bool) []segment {
 	t.Helper()
 	f, err := os.Open(file)
 	if err != nil {
@@ -331,7 +344,14 @@ func readCapture(t testing.TB, file string, serverPort uint16) []segment {
 		pkt := gopacket.NewPacket(data, r.LinkType(), gopacket.Default)
 		ip, _ := pkt.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
 		tcp, _ := pkt.Layer(layers.LayerTypeTCP).(*layers.TCP)
-		if ip == nil || tcp == nil || uint16(tcp.DstPort) != serverPort {
+		if ip == nil || tcp == nil {
+			continue
+		}
+		p := tcp.DstPort
+		if fromPort {
+			p = tcp.SrcPort
+		}
+		if uint16(p) != port {
 			continue
 		}
 		s := segment{port: uint16(tcp.SrcPort), seq: tcp.Seq, ipLen: int(ip.Length), syn: tcp.SYN,
@@ -815,4 +835,176 @@ func BenchmarkTaggerCost(b *testing.B) {
 	b.ReportMetric(float64(rt.Nanoseconds())/float64(runs), "ns/prog-run")
 	b.ReportMetric(float64(runs)/float64(b.N), "prog-runs/msg")
 	b.ReportMetric(float64(rt.Nanoseconds())/float64(b.N), "bpf-ns/msg")
+}
+
+// requestLen is the size of the untagged requests the test sends to the
+// tagged server of TestResponsesTagged.
+const requestLen = 10
+
+// serverMain accepts one connection on addr in netns and answers each
+// request with a tagged response of the next size in plan. It prints the
+// listening address, then one MSG line per response.
+func serverMain(netns, pin, addr, plan string) error {
+	table, err := rpctag.Open(pin)
+	if err != nil {
+		return err
+	}
+	defer table.Close()
+	runtime.LockOSThread()
+	ns, err := os.Open(netns)
+	if err != nil {
+		return err
+	}
+	if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
+		return fmt.Errorf("setns %s: %w", netns, err)
+	}
+	ns.Close()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	fmt.Printf("LISTEN %d\n", port)
+	c, err := ln.Accept()
+	if err != nil {
+		return err
+	}
+	ln.Close()
+	conn, err := table.Wrap(c.(*net.TCPConn))
+	if err != nil {
+		return err
+	}
+	req := make([]byte, requestLen)
+	for mi, tok := range strings.Split(plan, ",") {
+		size, err := strconv.ParseUint(tok, 10, 32)
+		if err != nil {
+			return err
+		}
+		if _, err := io.ReadFull(conn, req); err != nil {
+			return err
+		}
+		rpc, trace := rpcIDFor(9, mi), traceIDFor(9, mi)
+		off := conn.Offset()
+		if err := conn.BeginMessage(rpctag.Response, rpc, trace, uint32(size)); err != nil {
+			return err
+		}
+		if _, err := conn.Write(payload(rpc, uint32(size))); err != nil {
+			return err
+		}
+		fmt.Printf("MSG %d %d %d %d %d %d\n", port, off, size, rpc, trace, rpctag.Response)
+	}
+	// Wait for the client to close, so every response is acknowledged.
+	io.Copy(io.Discard, conn)
+	conn.Close()
+	fmt.Println("DONE")
+	return nil
+}
+
+// TestResponsesTagged puts the server in the cgroup instead: its sockets
+// come from accept (the passive-open callback), and its responses must be
+// tagged like requests. The client is this test, untagged.
+func TestResponsesTagged(t *testing.T) {
+	requireRoot(t)
+	l := newLab(t, 1)
+	// The responses leave through the server's device.
+	run(t, "ip", "-n", l.srvNS, "link", "set", l.srvDev, "gso_max_segs", "1")
+	cg := newCgroup(t)
+	tg, err := tagger.Load(tagger.Options{CgroupPath: cg, Name: fmt.Sprintf("bst-test-srv-%d", os.Getpid())})
+	if errors.Is(err, tagger.ErrNotSupported) {
+		t.Skipf("kernel cannot run the tagger: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tg.Close() })
+	stop := capture(t, l.cliNS, l.cliDev)
+
+	sizes := []uint32{1, 5000, 70000, 1420, 100}
+	var plan []string
+	for _, n := range sizes {
+		plan = append(plan, strconv.Itoa(int(n)))
+	}
+	cgfd, err := unix.Open(cg, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(cgfd)
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), "BST_TAGGER_SERVER=1", "BST_NETNS=/run/netns/"+l.srvNS, "BST_PIN="+tg.PinPath(),
+		"BST_ADDR="+l.srvIP+":0", "BST_PLAN="+strings.Join(plan, ","))
+	cmd.SysProcAttr = &unix.SysProcAttr{UseCgroupFD: true, CgroupFD: cgfd}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	sc := bufio.NewScanner(stdout)
+	var port int
+	if !sc.Scan() {
+		t.Fatalf("server did not start: %s", stderr.String())
+	}
+	if _, err := fmt.Sscanf(sc.Text(), "LISTEN %d", &port); err != nil {
+		t.Fatalf("server said %q: %v", sc.Text(), err)
+	}
+
+	var c net.Conn
+	inNetns(t, l.cliNS, func() { c, err = net.Dial("tcp", net.JoinHostPort(l.srvIP, strconv.Itoa(port))) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msgs []message
+	for _, n := range sizes {
+		if _, err := c.Write(make([]byte, requestLen)); err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		got := make([]byte, n)
+		if _, err := io.ReadFull(c, got); err != nil {
+			t.Fatalf("reading a %d-byte response: %v", n, err)
+		}
+		if !sc.Scan() {
+			t.Fatalf("server stopped: %s", stderr.String())
+		}
+		var m message
+		var kind uint64
+		if _, err := fmt.Sscanf(sc.Text(), "MSG %d %d %d %d %d %d", &m.port, &m.offset, &m.size, &m.rpcID, &m.traceID, &kind); err != nil {
+			t.Fatalf("server said %q: %v", sc.Text(), err)
+		}
+		m.kind = rpctag.Kind(kind)
+		if !bytes.Equal(got, payload(m.rpcID, m.size)) {
+			t.Errorf("response %x: bytes differ from what the server sent", m.rpcID)
+		}
+		msgs = append(msgs, m)
+	}
+	c.Close()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("server: %v: %s", err, stderr.String())
+	}
+
+	segs := readCaptureDir(t, stop(), uint16(port), true)
+	st := starts(t, segs, msgs)
+	tagged := 0
+	for _, s := range segs {
+		m, isStart := st[[2]uint32{uint32(s.port), s.seq}]
+		switch {
+		case s.payload > 0 && isStart && s.tag == nil:
+			t.Errorf("response segment seq %d starts %x but has no tag", s.seq, m.rpcID)
+		case s.payload > 0 && isStart:
+			tagged++
+			checkTag(t, s, m, tagger.DefaultExID)
+		case s.tag != nil:
+			t.Errorf("response segment seq %d (payload %d) tagged but starts no message", s.seq, s.payload)
+		}
+		if s.ipLen > 1500 {
+			t.Errorf("segment seq %d is %d bytes on a 1500-byte MTU", s.seq, s.ipLen)
+		}
+	}
+	if tagged < len(sizes) {
+		t.Errorf("%d tagged response starts, want %d", tagged, len(sizes))
+	}
 }
