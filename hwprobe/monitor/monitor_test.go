@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"os/exec"
 	"sync"
 	"syscall"
 	"testing"
@@ -504,3 +505,46 @@ func TestMessageStartOnlyForTaggedSegments(t *testing.T) {
 }
 
 func bytesEqual(a, b []byte) bool { return string(a) == string(b) }
+
+func TestQdiscStallWhenShaperStops(t *testing.T) {
+	montest.RequireRoot(t)
+	p := montest.NewPair(t)
+	tbf := func(verb, rate string) {
+		montest.Tc(t, p.Client.NS, "qdisc", verb, "dev", p.Client.Dev, "root", "tbf", "rate", rate, "burst", "5k", "latency", "2s")
+	}
+	tbf("add", "10mbit")
+	w := startWatch(t, monitor.Options{Netns: nsOpt(t, p.Client.NS)})
+	go func() {
+		// Throttle the shaper to a trickle for a second mid-transfer: the
+		// queue holds packets and releases none.
+		time.Sleep(300 * time.Millisecond)
+		exec.Command("ip", "netns", "exec", p.Client.NS, "tc", "qdisc", "change", "dev", p.Client.Dev, "root", "tbf", "rate", "8bit", "burst", "5k", "latency", "2s").Run()
+		time.Sleep(time.Second)
+		exec.Command("ip", "netns", "exec", p.Client.NS, "tc", "qdisc", "change", "dev", p.Client.Dev, "root", "tbf", "rate", "10mbit", "burst", "5k", "latency", "2s").Run()
+	}()
+	bulk(t, p, 2<<20, montest.DialOptions{}, 0, 30*time.Second)
+	evs := w.stop()
+	st := filter(evs, monitor.BufferQdisc, monitor.EventStall)
+	if len(st) < 2 {
+		t.Fatalf("%d qdisc stall events around a 1 s throttle, want a start and a clear (%d events)", len(st), len(evs))
+	}
+	if st[0].Flags != monitor.FlagStart {
+		t.Errorf("first stall event flags %#x, want start", st[0].Flags)
+	}
+	var cleared *monitor.Event
+	for i := range st {
+		if st[i].Flags == monitor.FlagCleared {
+			cleared = &st[i]
+		}
+	}
+	if cleared == nil {
+		t.Fatal("stall never reported cleared after the shaper resumed")
+	}
+	// After the rate is restored the queue moves again only when tbf's
+	// watchdog or the next enqueue (a TCP retransmission timeout, which has
+	// backed off meanwhile) runs it, so the stall outlasts the throttle by
+	// a few seconds.
+	if d := time.Duration(cleared.Time - cleared.Since); d < 500*time.Millisecond || d > 10*time.Second {
+		t.Errorf("stall lasted %v, the shaper was throttled for about 1 s", d)
+	}
+}
