@@ -363,24 +363,28 @@ func (d *Decoder) intRecords(base *Record, p *pkt, src Source, dst []Record) []R
 		return append(dst, r)
 	}
 	n := &d.intl
+	// Fill the fields every hop shares once, then copy that template into
+	// each hop's slot: a Record is 256 bytes, and copies are most of the cost.
+	tmpl := *base
+	tmpl.Kind, tmpl.Source = RecordHop, SourceINT
+	fillPacket(&tmpl, p)
+	tmpl.Reason = ""
+	tmpl.Hops = uint8(len(n.Hops))
+	hasNode := n.Instructions&INTNodeID != 0
+	bufOcc := n.Instructions&INTBufferOcc != 0 && n.Instructions&INTQueueOcc == 0
 	for i := range n.Hops {
 		h := &n.Hops[i]
-		r := *base
-		r.Kind, r.Source = RecordHop, SourceINT
-		fillPacket(&r, p)
-		r.Reason = ""
-		r.Hop, r.Hops = uint8(i), uint8(len(n.Hops))
-		if n.Instructions&INTNodeID != 0 {
-			r.HasNode, r.Node = true, h.NodeID
-		}
+		dst = append(dst, tmpl)
+		r := &dst[len(dst)-1]
+		r.Hop = uint8(i)
+		r.HasNode, r.Node = hasNode, h.NodeID
 		r.IngressPort, r.EgressPort = uint32(h.L1IngressPort), uint32(h.L1EgressPort)
 		r.Latency = h.HopLatency
 		r.QueueID, r.Occupancy = h.QueueID, h.QueueOccupancy
-		if n.Instructions&INTBufferOcc != 0 && n.Instructions&INTQueueOcc == 0 {
+		if bufOcc {
 			r.Occupancy = h.BufferOccupancy
 		}
 		r.IngressTS, r.EgressTS = h.IngressTS, h.EgressTS
-		dst = append(dst, r)
 	}
 	return dst
 }
@@ -393,18 +397,20 @@ func (d *Decoder) ifaRecords(base *Record, p *pkt, dst []Record) []Record {
 		fillPacket(&r, p)
 		return append(dst, r)
 	}
+	tmpl := *base
+	tmpl.Kind, tmpl.Source = RecordHop, SourceIFA
+	fillPacket(&tmpl, p)
+	tmpl.Hops, tmpl.HasNode = uint8(len(f.Hops)), true
 	for i := range f.Hops {
 		h := &f.Hops[i]
-		r := *base
-		r.Kind, r.Source = RecordHop, SourceIFA
-		fillPacket(&r, p)
-		r.Hop, r.Hops = uint8(i), uint8(len(f.Hops))
-		r.HasNode, r.Node = true, h.DeviceID
+		dst = append(dst, tmpl)
+		r := &dst[len(dst)-1]
+		r.Hop = uint8(i)
+		r.Node = h.DeviceID
 		r.IngressPort, r.EgressPort = uint32(h.IngressPort), uint32(h.EgressPort)
 		r.QueueID = h.QueueID
 		r.Latency = h.ResidenceNanos
 		r.IngressTS = uint64(h.RxSec)*1e9 + uint64(h.RxNanosec)
-		dst = append(dst, r)
 	}
 	return dst
 }
