@@ -79,6 +79,7 @@ reconstructs offline which buffer made each request slow.
 	root.AddCommand(newCompletionCmd(s))
 	root.AddCommand(newDecodeCmd(s, nil))
 	root.AddCommand(newDeployCmd(s, nil))
+	root.AddCommand(newLabCmd(s))
 	root.AddCommand(newManCmd(s))
 	root.AddCommand(newProbeCmd(s, nil))
 	root.AddCommand(newRecordCmd(s, nil))

@@ -1,0 +1,185 @@
+//go:build linux
+
+package lab
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+)
+
+// BenchOptions configure Bench.
+type BenchOptions struct {
+	// Run is the run to repeat; Fault "" or "bench" means "none", Output
+	// is ignored (traces go to a temporary directory).
+	Run  Options
+	Runs int // repetitions of each phase
+}
+
+// BenchPhase aggregates the runs of one phase (with or without deploy).
+type BenchPhase struct {
+	Deployed     bool
+	Runs         int
+	Requests     int           // completed
+	Elapsed      time.Duration // summed workload time
+	RespBytes    int64         // response payload bytes completed
+	P50, P99     time.Duration
+	P999         time.Duration
+	DataBytes    uint64 // bytes the router received from hosts
+	TagBytes     uint64 // 28 bytes per tagged segment
+	ReportBytes  uint64 // report packets on the wire (UDP payload + UDP/IP/Ethernet headers)
+	Reports      uint64 // individual reports
+	ReportPkts   uint64
+	CollectorCPU time.Duration
+	TraceBytes   int64
+}
+
+// Throughput is completed requests per second.
+func (p BenchPhase) Throughput() float64 { return float64(p.Requests) / p.Elapsed.Seconds() }
+
+// BenchResult compares the two phases.
+type BenchResult struct {
+	Params  Params
+	Without BenchPhase
+	With    BenchPhase
+}
+
+// Bench runs the workload Runs times without and Runs times with bufscope
+// deployed, alternating so that drift in the machine's load hits both
+// phases alike. The data plane is not mirrored: the collector then records
+// what a production collector would, the reports only.
+func Bench(ctx context.Context, o BenchOptions) (*BenchResult, error) {
+	dir, err := os.MkdirTemp("", "bufscope-bench-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	ro := o.Run
+	if ro.Fault == "" || ro.Fault == "bench" {
+		ro.Fault = "none"
+	}
+	ro.NoMirror, ro.Overwrite = true, true
+	res := &BenchResult{Params: ro.Params.merge(Lookup(ro.Fault).Defaults)}
+	var lat [2][]time.Duration
+	for i := 0; i < 2*o.Runs; i++ {
+		deployed := i%2 == 1
+		ro.NoDeploy = !deployed
+		ro.Output = filepath.Join(dir, fmt.Sprintf("run%d.trace.zst", i))
+		r, err := Run(ctx, ro)
+		if err != nil {
+			return nil, fmt.Errorf("bench run %d (deployed %v): %w", i+1, deployed, err)
+		}
+		ph := &res.Without
+		if deployed {
+			ph = &res.With
+		}
+		ph.Deployed = deployed
+		ph.Runs++
+		ph.Elapsed += res.Params.Duration
+		ph.DataBytes += r.RouterBytes
+		ph.CollectorCPU += r.CollectorCPU
+		if st, err := os.Stat(r.Trace); err == nil {
+			ph.TraceBytes += st.Size()
+		}
+		for _, rl := range r.Requests {
+			if rl.Err == "" {
+				ph.Requests++
+				ph.RespBytes += int64(rl.RespBytes)
+				lat[i%2] = append(lat[i%2], rl.Latency())
+			}
+		}
+		for _, c := range r.Deploy {
+			ph.Reports += c.Exporter.Reports
+			ph.ReportPkts += c.Exporter.Packets
+			ph.ReportBytes += c.Exporter.Bytes + c.Exporter.Packets*(8+20+14)
+			if c.Tagger != nil {
+				ph.TagBytes += c.Tagger.Tagged * 28
+			}
+		}
+	}
+	for k, ph := range []*BenchPhase{&res.Without, &res.With} {
+		slices.Sort(lat[k])
+		ph.P50, ph.P99, ph.P999 = pct(lat[k], 0.5), pct(lat[k], 0.99), pct(lat[k], 0.999)
+	}
+	return res, nil
+}
+
+func pct(sorted []time.Duration, q float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	return sorted[min(len(sorted)-1, int(q*float64(len(sorted))))]
+}
+
+// Derived figures.
+func (b *BenchResult) throughputLoss() float64 {
+	return 100 * (1 - b.With.Throughput()/b.Without.Throughput())
+}
+
+func (b *BenchResult) wireShare() float64 {
+	return 100 * float64(b.With.TagBytes+b.With.ReportBytes) / float64(b.With.DataBytes)
+}
+
+func (b *BenchResult) cpuPer100k() float64 {
+	reportsPerSec := float64(b.With.Reports) / b.With.Elapsed.Seconds()
+	cores := b.With.CollectorCPU.Seconds() / b.With.Elapsed.Seconds()
+	if reportsPerSec == 0 {
+		return 0
+	}
+	return cores / (reportsPerSec / 1e5)
+}
+
+func (b *BenchResult) storedPerRequest() float64 {
+	return float64(b.With.TraceBytes) / float64(max(1, b.With.Requests))
+}
+
+// WriteText prints the comparison, one "name<TAB>value" per line.
+func (b *BenchResult) WriteText(w io.Writer) {
+	for _, ph := range []BenchPhase{b.Without, b.With} {
+		tag := "without"
+		if ph.Deployed {
+			tag = "with"
+		}
+		fmt.Fprintf(w, "%s.requests_per_s\t%.1f\n%s.p50\t%s\n%s.p99\t%s\n%s.p999\t%s\n", tag, ph.Throughput(), tag, ph.P50, tag, ph.P99, tag, ph.P999)
+	}
+	fmt.Fprintf(w, "throughput_loss_percent\t%.2f\n", b.throughputLoss())
+	fmt.Fprintf(w, "tag_bytes\t%d\nreport_bytes\t%d\ndata_bytes\t%d\nwire_share_percent\t%.4f\n", b.With.TagBytes, b.With.ReportBytes, b.With.DataBytes, b.wireShare())
+	fmt.Fprintf(w, "reports\t%d\nreports_per_s\t%.0f\ncollector_cpu\t%s\ncollector_cores_per_100k_reports_per_s\t%.3f\n",
+		b.With.Reports, float64(b.With.Reports)/b.With.Elapsed.Seconds(), b.With.CollectorCPU, b.cpuPer100k())
+	fmt.Fprintf(w, "stored_bytes_per_request\t%.1f\n", b.storedPerRequest())
+}
+
+// WriteMarkdown appends a results table for docs/overhead.md.
+func (b *BenchResult) WriteMarkdown(w io.Writer, command string, when time.Time) error {
+	p := b.Params
+	_, err := fmt.Fprintf(w, `
+### Lab overhead run of %s
+
+Command: `+"`%s`"+`; workload %s, %d clients × %d servers, %d connections each, %d B requests, %d B responses, %s per run, %d runs per phase, alternating.
+
+| measure | without deploy | with deploy | change |
+|---|---|---|---|
+| requests/s | %.1f | %.1f | %+.2f%% |
+| RPC latency p50 | %s | %s | |
+| RPC latency p99 | %s | %s | |
+| RPC latency p99.9 | %s | %s | |
+
+| measure | value |
+|---|---|
+| tag bytes (28 B per tagged segment) | %d |
+| report bytes on the wire (UDP payload + 42 B headers) | %d in %d packets, %d reports |
+| data-plane bytes (router receive counters) | %d |
+| tag + report bytes as a share of data bytes | %.4f%% |
+| collector CPU (user+system, capture + zstd) | %s for %.0f reports/s → %.3f cores per 100k reports/s |
+| stored bytes per request (trace size / completed requests) | %.1f |
+`, when.UTC().Format("2006-01-02 15:04 MST"), command, p.Mode, p.Clients, p.Servers, p.Concurrency, p.ReqBytes, p.RespBytes, p.Duration, b.With.Runs,
+		b.Without.Throughput(), b.With.Throughput(), -b.throughputLoss(),
+		b.Without.P50, b.With.P50, b.Without.P99, b.With.P99, b.Without.P999, b.With.P999,
+		b.With.TagBytes, b.With.ReportBytes, b.With.ReportPkts, b.With.Reports, b.With.DataBytes, b.wireShare(),
+		b.With.CollectorCPU, float64(b.With.Reports)/b.With.Elapsed.Seconds(), b.cpuPer100k(), b.storedPerRequest())
+	return err
+}

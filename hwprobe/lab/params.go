@@ -1,0 +1,133 @@
+package lab
+
+import (
+	"fmt"
+	"time"
+)
+
+// Params are the knobs of a lab run; every one is a flag of
+// `bufscope lab run`, so new variants of a fault need no code. Zero fields
+// take the catalog entry's defaults (Fault.Defaults).
+type Params struct {
+	Clients  int           `json:"clients,omitempty"`
+	Servers  int           `json:"servers,omitempty"`
+	Duration time.Duration `json:"duration,omitempty"` // workload length
+
+	// Workload.
+	Mode        string  `json:"mode,omitempty"`        // closed | open | fanout
+	Rate        float64 `json:"rate,omitempty"`        // arrivals per second per client (open, fanout)
+	Concurrency int     `json:"concurrency,omitempty"` // connections per client and server
+	ReqBytes    int     `json:"req_bytes,omitempty"`
+	RespBytes   int     `json:"resp_bytes,omitempty"`
+
+	// Bottleneck: the router's egress queue towards the fault's victim,
+	// a tbf shaper with a byte-limited FIFO.
+	LinkRate   string `json:"link_rate,omitempty"`   // tc rate, e.g. 20mbit
+	QueueBytes int    `json:"queue_bytes,omitempty"` // bfifo limit inside the shaper
+
+	// When the fault acts, relative to the workload's start.
+	FaultAt  time.Duration `json:"fault_at,omitempty"`
+	FaultFor time.Duration `json:"fault_for,omitempty"`
+
+	LossPercent float64       `json:"loss_percent,omitempty"` // lossy-link
+	AppDelay    time.Duration `json:"app_delay,omitempty"`    // slow-app
+	ReadPause   time.Duration `json:"read_pause,omitempty"`   // slow-reader: sleep per 16 KiB read
+	RcvBuf      int           `json:"rcvbuf,omitempty"`       // slow-reader: server SO_RCVBUF
+	SndBuf      int           `json:"sndbuf,omitempty"`       // small-sndbuf: client SO_SNDBUF
+	HostRate    string        `json:"host_rate,omitempty"`    // host-qdisc: tbf rate on the client
+
+	SLO  time.Duration `json:"slo,omitempty"`
+	Seed uint64        `json:"seed,omitempty"`
+}
+
+// merge returns p with its zero fields taken from d.
+func (p Params) merge(d Params) Params {
+	if p.Clients == 0 {
+		p.Clients = d.Clients
+	}
+	if p.Servers == 0 {
+		p.Servers = d.Servers
+	}
+	if p.Duration == 0 {
+		p.Duration = d.Duration
+	}
+	if p.Mode == "" {
+		p.Mode = d.Mode
+	}
+	if p.Rate == 0 {
+		p.Rate = d.Rate
+	}
+	if p.Concurrency == 0 {
+		p.Concurrency = d.Concurrency
+	}
+	if p.ReqBytes == 0 {
+		p.ReqBytes = d.ReqBytes
+	}
+	if p.RespBytes == 0 {
+		p.RespBytes = d.RespBytes
+	}
+	if p.LinkRate == "" {
+		p.LinkRate = d.LinkRate
+	}
+	if p.QueueBytes == 0 {
+		p.QueueBytes = d.QueueBytes
+	}
+	if p.FaultAt == 0 {
+		p.FaultAt = d.FaultAt
+	}
+	if p.FaultFor == 0 {
+		p.FaultFor = d.FaultFor
+	}
+	if p.LossPercent == 0 {
+		p.LossPercent = d.LossPercent
+	}
+	if p.AppDelay == 0 {
+		p.AppDelay = d.AppDelay
+	}
+	if p.ReadPause == 0 {
+		p.ReadPause = d.ReadPause
+	}
+	if p.RcvBuf == 0 {
+		p.RcvBuf = d.RcvBuf
+	}
+	if p.SndBuf == 0 {
+		p.SndBuf = d.SndBuf
+	}
+	if p.HostRate == "" {
+		p.HostRate = d.HostRate
+	}
+	if p.SLO == 0 {
+		p.SLO = d.SLO
+	}
+	if p.Seed == 0 {
+		p.Seed = d.Seed
+	}
+	return p
+}
+
+// check validates the merged parameters; errors name the flag.
+func (p Params) check() error {
+	switch {
+	case p.Duration < 500*time.Millisecond || p.Duration > time.Hour:
+		return fmt.Errorf("--duration %s: use 500ms to 1h", p.Duration)
+	case p.Concurrency < 1 || p.Concurrency > 256:
+		return fmt.Errorf("--concurrency %d: use 1 to 256", p.Concurrency)
+	case p.ReqBytes < headerLen || p.ReqBytes > maxMsg:
+		return fmt.Errorf("--req-bytes %d: use %d to %d", p.ReqBytes, headerLen, maxMsg)
+	case p.RespBytes < headerLen || p.RespBytes > maxMsg:
+		return fmt.Errorf("--resp-bytes %d: use %d to %d", p.RespBytes, headerLen, maxMsg)
+	case p.Mode != "closed" && p.Mode != "open" && p.Mode != "fanout":
+		return fmt.Errorf("--mode %q: want closed, open or fanout", p.Mode)
+	case p.Mode != "closed" && p.Rate <= 0:
+		return fmt.Errorf("--rate %g: must be positive in %s mode", p.Rate, p.Mode)
+	case p.LossPercent < 0 || p.LossPercent > 50:
+		return fmt.Errorf("--loss %g: use 0 to 50 (percent)", p.LossPercent)
+	case p.QueueBytes < 0:
+		return fmt.Errorf("--queue-bytes %d: must not be negative", p.QueueBytes)
+	case p.FaultAt < 0 || p.FaultFor < 0:
+		return fmt.Errorf("--fault-at/--fault-for: must not be negative")
+	case p.SLO <= 0:
+		return fmt.Errorf("--slo %s: must be positive", p.SLO)
+	}
+	return nil
+}
