@@ -76,6 +76,7 @@ reconstructs offline which buffer made each request slow.
 	root.SuggestionsMinimumDistance = 2
 
 	// The command list. Each line registers one command; keep it sorted.
+	root.AddCommand(newAnalyzeCmd(s, nil))
 	root.AddCommand(newCompletionCmd(s))
 	root.AddCommand(newDecodeCmd(s, nil))
 	root.AddCommand(newDeployCmd(s, nil))

@@ -1,0 +1,452 @@
+package analyze
+
+import (
+	"net/netip"
+	"sort"
+
+	"github.com/bufscope/bufscope/decode"
+)
+
+// Stats counts what an Analyzer has seen.
+type Stats struct {
+	Records      int64 `json:"records"`
+	Packets      int64 `json:"data_segments"`
+	Reports      int64 `json:"reports"`
+	Opaque       int64 `json:"opaque"`
+	Unattributed int64 `json:"unattributed_segments"`
+	Inferred     int64 `json:"inferred_messages"`
+	RPCs         int64 `json:"rpcs"`
+	Incomplete   int64 `json:"incomplete_rpcs"`
+	Requests     int64 `json:"requests"`
+	RLAs         int64 `json:"rlas"`
+	Events       int64 `json:"events"`
+}
+
+// Analyzer turns a time-ordered stream of Records into requests, chains,
+// events and diagnosed RLAs in one pass. Memory is bounded by what is in
+// flight within Options.Window: finalized RPCs, idle connections, old
+// events and byte counts are evicted as trace time advances; only the
+// diagnosed RLAs are kept until Finish.
+//
+// An Analyzer is not safe for concurrent use: feed it from one goroutine.
+type Analyzer struct {
+	opts Options
+	now  int64
+	tick int
+
+	halves  map[decode.Flow]*halfConn
+	rpcs    map[rpcKey]*rpc
+	buffers map[BufferID]*bufState
+	classes map[string]*class
+	traces  map[uint64]*traceGroup
+
+	settling []*rpc
+	nodes    map[netip.Addr]uint32
+	names    map[uint32]string
+	nextEv   int
+
+	rlas  []*Request
+	stats Stats
+}
+
+// New returns an Analyzer with opts.
+func New(opts Options) *Analyzer {
+	a := &Analyzer{
+		opts:    opts.withDefaults(),
+		halves:  make(map[decode.Flow]*halfConn),
+		rpcs:    make(map[rpcKey]*rpc),
+		buffers: make(map[BufferID]*bufState),
+		classes: make(map[string]*class),
+		traces:  make(map[uint64]*traceGroup),
+		nodes:   make(map[netip.Addr]uint32),
+		names:   make(map[uint32]string),
+	}
+	for _, t := range a.opts.Topology {
+		a.loadTopology(t)
+	}
+	return a
+}
+
+// Stats returns the counters so far.
+func (a *Analyzer) Stats() Stats { return a.stats }
+
+// plausible reports whether a reported timestamp (ns since the epoch) is
+// within an hour of the capture time, i.e. from a synchronized clock and
+// not a 32-bit counter of an older report format.
+func plausible(ts uint64, capture int64) bool {
+	d := int64(ts) - capture
+	return ts != 0 && d < 3600e9 && d > -3600e9
+}
+
+// Feed adds one Record. Records must come in capture-time order (as
+// capture.Merge delivers them); reports may describe earlier moments, which
+// the Analyzer takes from their timestamps. r is not retained.
+func (a *Analyzer) Feed(r *decode.Record) {
+	a.stats.Records++
+	if r.Time > a.now {
+		a.now = r.Time
+	}
+	switch r.Kind {
+	case decode.RecordPacket:
+		a.packet(r)
+	case decode.RecordHop, decode.RecordQueue, decode.RecordDrop, decode.RecordHostEvent:
+		a.stats.Reports++
+		a.report(r)
+	default:
+		a.stats.Opaque++
+	}
+	a.tick++
+	if a.tick&1023 == 0 {
+		a.maintain(false)
+	}
+}
+
+func evidenceOf(r *decode.Record, at int64) Evidence {
+	e := Evidence{
+		Time: at, Kind: r.Kind, Source: r.Source, Buffer: r.Buffer, Event: r.Event,
+		Flow: r.Flow, Seq: r.TCPSeq, Latency: r.Latency, Occupancy: r.Occupancy,
+		Capacity: r.Capacity, Flags: r.EventFlags,
+	}
+	if r.HasDropReason {
+		e.Drop = r.DropName()
+		if e.Drop == "" {
+			e.Drop = "code " + itoa(int64(r.DropReason))
+		}
+	}
+	return e
+}
+
+func (a *Analyzer) half(f decode.Flow, t int64) *halfConn {
+	h := a.halves[f]
+	if h == nil {
+		h = &halfConn{flow: f}
+		if rv := a.halves[reverse(f)]; rv != nil {
+			h.c = rv.c
+		} else {
+			h.c = &conn{}
+		}
+		a.halves[f] = h
+	}
+	h.last = t
+	return h
+}
+
+// packet handles a data packet seen at a capture point.
+func (a *Analyzer) packet(r *decode.Record) {
+	if !r.HasFlow || r.Flow.Proto != 6 {
+		return
+	}
+	if r.PayloadLen == 0 && !r.HasTag {
+		a.ack(r)
+		return
+	}
+	a.stats.Packets++
+	o := obs{point: uint64(r.Interface) | 1<<63, enter: r.Time, at: r.Time, ev: evidenceOf(r, r.Time)}
+	a.segment(r, &o)
+}
+
+// ack tracks duplicate ACKs and zero windows: consequences the receiver
+// shows of a loss or of an application that does not read.
+func (a *Analyzer) ack(r *decode.Record) {
+	if r.TCPFlags&(decode.TCPFlagSYN|decode.TCPFlagRST|decode.TCPFlagFIN) != 0 || r.TCPFlags&decode.TCPFlagACK == 0 {
+		return
+	}
+	h := a.halves[reverse(r.Flow)]
+	if h == nil {
+		return
+	}
+	if r.Window == 0 {
+		if len(h.zeroWin) < maxEvidence {
+			ev := evidenceOf(r, r.Time)
+			ev.Note = "zero window"
+			h.zeroWin = append(h.zeroWin, ev)
+		}
+		a.zeroWindow(r, h)
+	}
+	if r.TCPAck == h.lastAck {
+		h.dupAcks++
+		if h.dupAcks == 3 && len(h.dupAckEvs) < maxEvidence {
+			ev := evidenceOf(r, r.Time)
+			ev.Note = "3 duplicate ACKs"
+			h.dupAckEvs = append(h.dupAckEvs, ev)
+		}
+		return
+	}
+	h.lastAck, h.dupAcks = r.TCPAck, 0
+}
+
+// zeroWindow turns an advertised zero window into stall evidence for the
+// receiver's socket receive queue, which holds data its application does
+// not read.
+func (a *Analyzer) zeroWindow(r *decode.Record, h *halfConn) {
+	node := a.nodes[r.Flow.SrcAddr()]
+	id := BufferID{Node: node, Kind: ElementKind(decode.BufferSockRecv)}
+	ev := evidenceOf(r, r.Time)
+	ev.Note = "zero window advertised"
+	a.condition(id, EvStall, r.Time, r.Time, 0, ev, 0)
+	a.bufferFlow(id, h.flow, r.Time, 0)
+}
+
+// segment attributes a data segment (captured or inside a report) to its
+// message and records the observation.
+func (a *Analyzer) segment(r *decode.Record, o *obs) {
+	h := a.half(r.Flow, o.at)
+	seq, n := r.TCPSeq, r.PayloadLen
+	if n > 0 {
+		end := seq + n
+		if !h.hasHi || seqAfter(end, h.hi) {
+			added := n
+			if h.hasHi && seqAfter(h.hi, seq) {
+				added = end - h.hi
+			}
+			h.hi, h.hasHi = end, true
+			h.bytes.add(o.at, uint64(added))
+		}
+	}
+	var m *message
+	if r.HasTag && (r.Tag.Kind == decode.MessageRequest || r.Tag.Kind == decode.MessageResponse) {
+		m = a.tagged(h, &r.Tag, seq, o.at)
+	} else {
+		m = h.find(seq)
+		if m == nil {
+			if n == 0 {
+				return
+			}
+			m = a.infer(h, seq, o.at)
+		}
+	}
+	if m == nil {
+		a.stats.Unattributed++
+		return
+	}
+	if r.Kind == decode.RecordDrop || (r.Kind == decode.RecordHostEvent && r.Event == decode.EventDrop) {
+		if len(m.drops) < maxEvidence {
+			m.drops = append(m.drops, o.ev)
+		}
+	}
+	if m.observe(o, seq, n) && m.owner != nil && m == m.owner.resp {
+		m.owner.done(a, o.at)
+	}
+	if m.owner != nil && o.at > m.owner.active {
+		m.owner.active = o.at
+	}
+}
+
+// tagged finds or creates the message a tag announces. GSO copies the
+// tag onto every segment of a super-packet: the lowest sequence number
+// carrying the ID is the message start.
+func (a *Analyzer) tagged(h *halfConn, t *decode.RequestTag, seq uint32, at int64) *message {
+	h.role = t.Kind
+	for i := len(h.msgs) - 1; i >= 0; i-- {
+		m := h.msgs[i]
+		if m.rpcID == t.RPCID && m.kind == t.Kind && !m.inferred {
+			if seqAfter(m.start, seq) {
+				m.rebase(seq, t.MessageLength)
+			}
+			return m
+		}
+	}
+	// A message inferred from its later segments gets its identity now.
+	if m := h.find(seq); m != nil && m.inferred && m.start == seq {
+		m.inferred = false
+		m.length = t.MessageLength
+		a.identify(m, t)
+		return m
+	}
+	// A tag whose message was already finalized (a late retransmission or
+	// report) is not reopened.
+	if h.hasAnchor && seqAfter(h.anchor, seq) {
+		return nil
+	}
+	m := &message{hc: h, kind: t.Kind, rpcID: t.RPCID, traceID: t.TraceID, start: seq, length: t.MessageLength}
+	h.insert(m)
+	a.identify(m, t)
+	return m
+}
+
+// rebase moves a message's start back to a lower sequence number that
+// carries the same tag (a GSO copy was seen first).
+func (m *message) rebase(seq uint32, length uint32) {
+	d := m.start - seq
+	for i := range m.segs {
+		m.segs[i].off += d
+	}
+	m.hi += d
+	m.start, m.length = seq, length
+}
+
+// infer creates a message for data whose tagged first segment was not
+// captured: it starts where the previous message ended (range
+// continuity), or at this segment if nothing came before.
+func (a *Analyzer) infer(h *halfConn, seq uint32, at int64) *message {
+	start := seq
+	if n := len(h.msgs); n > 0 {
+		p := h.msgs[n-1]
+		if p.length != 0 && !seqAfter(p.start+p.length, seq) {
+			start = p.start + p.length
+		}
+	} else if h.hasAnchor && !seqAfter(h.anchor, seq) {
+		start = h.anchor
+	} else if h.hasAnchor {
+		return nil // data of a message already finalized
+	}
+	a.stats.Inferred++
+	kind := h.role
+	if kind == 0 {
+		// No tag seen in this direction yet: the opposite of the other
+		// direction, or a request, since clients speak first.
+		kind = decode.MessageRequest
+		if rv := a.halves[reverse(h.flow)]; rv != nil && rv.role == decode.MessageRequest {
+			kind = decode.MessageResponse
+		}
+		h.role = kind
+	}
+	m := &message{hc: h, kind: kind, start: start, inferred: true}
+	h.insert(m)
+	a.adopt(m, at)
+	return m
+}
+
+// identify ties a tagged message to its RPC, creating the RPC or linking
+// it to an inferred counterpart.
+func (a *Analyzer) identify(m *message, t *decode.RequestTag) {
+	key := rpcKey{conn: canonical(m.hc.flow), id: t.RPCID}
+	p := a.rpcs[key]
+	if p == nil {
+		// An RPC whose request start was missed waits on the connection
+		// with ID 0; the response's tag names it.
+		if t.Kind == decode.MessageResponse {
+			for _, q := range m.hc.c.open {
+				if q.id == 0 && q.resp == nil && q.req != nil && q.req.hc != m.hc {
+					p = q
+					delete(a.rpcs, q.key)
+					q.key, q.id, q.trace = key, t.RPCID, t.TraceID
+					q.req.rpcID, q.req.traceID = t.RPCID, t.TraceID
+					a.rpcs[key] = q
+					break
+				}
+			}
+		}
+		if p == nil {
+			p = &rpc{key: key, id: t.RPCID, trace: t.TraceID, c: m.hc.c}
+			a.rpcs[key] = p
+			m.hc.c.open = append(m.hc.c.open, p)
+			a.stats.RPCs++
+		}
+	}
+	m.owner = p
+	m.traceID = t.TraceID
+	switch t.Kind {
+	case decode.MessageRequest:
+		if p.req == nil || p.req.inferred {
+			p.req = m
+		}
+	case decode.MessageResponse:
+		if p.resp == nil || p.resp.inferred {
+			p.resp = m
+		}
+	}
+}
+
+// adopt links an inferred message to an RPC of its connection: a response
+// to the open RPC waiting for one, a request to a new RPC whose ID the
+// response will tell.
+func (a *Analyzer) adopt(m *message, at int64) {
+	switch m.kind {
+	case decode.MessageResponse:
+		for _, p := range m.hc.c.open {
+			if p.resp == nil && p.req != nil && p.req.hc != m.hc {
+				p.resp, m.owner = m, p
+				m.rpcID, m.traceID = p.id, p.trace
+				return
+			}
+		}
+	case decode.MessageRequest:
+		key := rpcKey{conn: canonical(m.hc.flow), id: 0, seq: m.start}
+		p := &rpc{key: key, c: m.hc.c, req: m, active: at}
+		a.rpcs[key] = p
+		m.hc.c.open = append(m.hc.c.open, p)
+		m.owner = p
+		a.stats.RPCs++
+	}
+}
+
+// maintain finalizes settled RPCs, closes idle traces and evicts state
+// older than the window. final finalizes everything (end of input).
+func (a *Analyzer) maintain(final bool) {
+	settle, window := int64(a.opts.Settle), int64(a.opts.Window)
+	keep := a.settling[:0]
+	for _, p := range a.settling {
+		if final || p.doneAt+settle <= a.now {
+			a.finalize(p)
+		} else {
+			keep = append(keep, p)
+		}
+	}
+	a.settling = keep
+	for k, p := range a.rpcs {
+		if p.finalized {
+			delete(a.rpcs, k)
+			continue
+		}
+		if final || p.active+window <= a.now {
+			a.finalize(p)
+			delete(a.rpcs, k)
+		}
+	}
+	for f, h := range a.halves {
+		if final || (h.last+window <= a.now && len(h.msgs) == 0) {
+			delete(a.halves, f)
+			continue
+		}
+		h.bytes.prune(a.now - window)
+	}
+	idle := int64(a.opts.TraceIdle)
+	for id, g := range a.traces {
+		if final || g.last+idle <= a.now && (a.ready(g) || g.last+window <= a.now) {
+			a.closeTrace(g)
+			delete(a.traces, id)
+		}
+	}
+	for id, b := range a.buffers {
+		b.prune(a.now-window, final)
+		if len(b.flows) == 0 && len(b.events) == 0 && b.last+window <= a.now {
+			delete(a.buffers, id)
+		}
+	}
+}
+
+// Finish finalizes every open RPC and request and returns the result.
+// The Analyzer must not be fed afterwards.
+func (a *Analyzer) Finish() *Result {
+	a.maintain(true)
+	sort.SliceStable(a.rlas, func(i, j int) bool {
+		if a.rlas[i].Excess != a.rlas[j].Excess {
+			return a.rlas[i].Excess > a.rlas[j].Excess
+		}
+		return a.rlas[i].Start < a.rlas[j].Start
+	})
+	return &Result{Schema: SchemaVersion, Stats: a.stats, SLO: int64(a.opts.SLO), RLAs: a.rlas, Summary: summarize(a.rlas)}
+}
+
+func itoa(v int64) string {
+	if v == 0 {
+		return "0"
+	}
+	neg := v < 0
+	if neg {
+		v = -v
+	}
+	var b [20]byte
+	i := len(b)
+	for v > 0 {
+		i--
+		b[i] = byte('0' + v%10)
+		v /= 10
+	}
+	if neg {
+		i--
+		b[i] = '-'
+	}
+	return string(b[i:])
+}

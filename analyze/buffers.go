@@ -1,0 +1,313 @@
+package analyze
+
+import (
+	"encoding/json"
+	"net/netip"
+	"strings"
+
+	"github.com/bufscope/bufscope/decode"
+)
+
+// flowAtBuf is what a buffer knows of one flow: when it was last seen
+// there and the bytes reports showed of it.
+type flowAtBuf struct {
+	last  int64
+	bytes byteSeries
+}
+
+// bufState is one buffer: the flows seen crossing it (the topology learned
+// from reports) and its events.
+type bufState struct {
+	id     BufferID
+	last   int64
+	flows  map[decode.Flow]*flowAtBuf
+	events []*Event // in start order; recent ones only
+}
+
+func (b *bufState) prune(before int64, final bool) {
+	for f, fb := range b.flows {
+		if fb.last < before {
+			delete(b.flows, f)
+			continue
+		}
+		fb.bytes.prune(before)
+	}
+	i := 0
+	for i < len(b.events) && b.events[i].End < before && !final {
+		i++
+	}
+	if final {
+		i = len(b.events)
+	}
+	if i > 0 {
+		n := copy(b.events, b.events[i:])
+		clear(b.events[n:])
+		b.events = b.events[:n]
+	}
+}
+
+func (a *Analyzer) buffer(id BufferID) *bufState {
+	b := a.buffers[id]
+	if b == nil {
+		b = &bufState{id: id, flows: make(map[decode.Flow]*flowAtBuf)}
+		a.buffers[id] = b
+	}
+	return b
+}
+
+// bufferFlow notes that flow f crossed buffer id at time t, carrying n
+// payload bytes.
+func (a *Analyzer) bufferFlow(id BufferID, f decode.Flow, t int64, n uint32) {
+	b := a.buffer(id)
+	b.last = max(b.last, t)
+	fb := b.flows[f]
+	if fb == nil {
+		fb = &flowAtBuf{}
+		b.flows[f] = fb
+	}
+	fb.last = max(fb.last, t)
+	if n > 0 {
+		fb.bytes.add(t, uint64(n))
+	}
+}
+
+// bufferOf names the buffer a report describes. A report with no
+// bufscope host metadata comes from a switch or a router that speaks the
+// standard baseline only: its buffer is an egress queue.
+func bufferOf(r *decode.Record) BufferID {
+	k := ElementKind(r.Buffer)
+	if r.Buffer == 0 || !k.IsBuffer() {
+		k = ElementKind(decode.BufferSwitchEgrQ)
+	}
+	port := r.EgressPort
+	switch decode.BufferKind(k) {
+	case decode.BufferSockSend, decode.BufferSockRecv, decode.BufferAppSend, decode.BufferAppRecv:
+		port = 0 // socket buffers are per socket; the host's kind is what a chain names
+	}
+	return BufferID{Node: r.Node, Kind: k, Port: port, Queue: r.QueueID}
+}
+
+// report handles one telemetry report: its event, the topology it shows,
+// and the segment it carries.
+func (a *Analyzer) report(r *decode.Record) {
+	id := bufferOf(r)
+	at, enter := r.Time, r.Time
+	if plausible(r.EgressTS, r.Time) {
+		at = int64(r.EgressTS)
+	}
+	enter = at
+	if plausible(r.IngressTS, r.Time) && int64(r.IngressTS) <= at {
+		enter = int64(r.IngressTS)
+	} else if r.Latency != 0 {
+		enter = at - int64(r.Latency)
+	}
+	ev := evidenceOf(r, at)
+	a.learnNode(r, id)
+	if r.HasFlow {
+		a.bufferFlow(id, r.Flow, at, r.PayloadLen)
+		if id.Kind == ElementKind(decode.BufferSwitchEgrQ) {
+			a.pathNode(r.Flow, id, at, ev)
+		}
+	}
+	residence := int64(r.Latency)
+	switch {
+	case r.Kind == decode.RecordDrop, r.Kind == decode.RecordHostEvent && r.Event == decode.EventDrop:
+		a.drop(id, at, ev)
+	case r.Kind == decode.RecordHostEvent && r.Event == decode.EventQueuing:
+		a.condition(id, EvQueuing, enter, at, residence, ev, r.EventFlags)
+	case r.Kind == decode.RecordHostEvent && r.Event == decode.EventStall:
+		start := at
+		if r.Duration != 0 {
+			start = at - int64(r.Duration)
+		}
+		a.condition(id, EvStall, start, at, max(residence, int64(r.Duration)), ev, r.EventFlags)
+	case r.Kind == decode.RecordQueue:
+		// The baseline has no event field: a queue report with no residence
+		// comes from a queue holding packets that do not leave (stall).
+		if r.Latency == 0 {
+			a.condition(id, EvStall, at, at, 0, ev, 0)
+		} else {
+			a.condition(id, EvQueuing, enter, at, residence, ev, 0)
+		}
+	case residence > int64(a.opts.QueueResidence):
+		// A message-start or flow report that waited long is queuing
+		// evidence even when no threshold report came.
+		a.condition(id, EvQueuing, enter, at, residence, ev, 0)
+	}
+	if r.HasFlow && r.Flow.Proto == 6 && (r.PayloadLen > 0 || r.HasTag) {
+		o := obs{point: pointOf(id), enter: enter, at: at, buf: id, isBuf: true, latency: r.Latency, ev: ev}
+		if r.Kind == decode.RecordHostEvent && r.Event == decode.EventRetransmit {
+			o.ev.Note = "retransmitted"
+		}
+		a.segment(r, &o)
+	}
+}
+
+func pointOf(id BufferID) uint64 {
+	return uint64(id.Node)<<32 | uint64(id.Kind)<<24 | uint64(id.Port&0xffff)<<8 | uint64(id.Queue)
+}
+
+// learnNode maps a host's addresses to its node ID from the buffers only
+// the sending host has: its qdisc and socket send queue see packets it
+// sends, so their source address is the host's.
+func (a *Analyzer) learnNode(r *decode.Record, id BufferID) {
+	if !r.HasNode || !r.HasFlow {
+		return
+	}
+	switch decode.BufferKind(id.Kind) {
+	case decode.BufferQdisc, decode.BufferSockSend, decode.BufferNICTx, decode.BufferAppSend:
+		addr := r.Flow.SrcAddr()
+		if _, ok := a.nodes[addr]; !ok {
+			a.nodes[addr] = r.Node
+		}
+	}
+}
+
+// condition extends or opens the queuing/stall event of a buffer. flags
+// are the host report's start/cleared flags, if any.
+func (a *Analyzer) condition(id BufferID, class EventClass, start, at, magnitude int64, ev Evidence, flags uint16) {
+	b := a.buffer(id)
+	// Reports of one condition come at most a repeat interval apart
+	// (100 ms by default); a longer silence starts a new event.
+	const gap = int64(250e6)
+	var e *Event
+	for i := len(b.events) - 1; i >= 0; i-- {
+		x := b.events[i]
+		if x.Class == class && (x.open || at-x.End <= gap) && flags&decode.HostFlagStart == 0 {
+			e = x
+			break
+		}
+		if at-x.End > 10*gap {
+			break
+		}
+	}
+	if e == nil {
+		a.nextEv++
+		a.stats.Events++
+		e = &Event{ID: a.nextEv, Buffer: id, Class: class, Start: start, End: at, open: true}
+		b.events = append(b.events, e)
+	}
+	e.Start = min(e.Start, start)
+	e.End = max(e.End, at)
+	e.Magnitude = max(e.Magnitude, magnitude)
+	e.Peak = max(e.Peak, ev.Occupancy)
+	if flags&decode.HostFlagCleared != 0 {
+		e.open = false
+	}
+	e.addEvidence(ev)
+}
+
+// drop groups drop reports of one buffer into drop events: drops less
+// than 250 ms apart belong to one overflow.
+func (a *Analyzer) drop(id BufferID, at int64, ev Evidence) {
+	b := a.buffer(id)
+	const gap = int64(250e6)
+	var e *Event
+	for i := len(b.events) - 1; i >= 0; i-- {
+		if x := b.events[i]; x.Class == EvDrop && at-x.End <= gap && x.End-at <= gap {
+			e = x
+			break
+		}
+	}
+	if e == nil {
+		a.nextEv++
+		a.stats.Events++
+		e = &Event{ID: a.nextEv, Buffer: id, Class: EvDrop, Start: at, End: at}
+		b.events = append(b.events, e)
+	}
+	e.Start, e.End = min(e.Start, at), max(e.End, at)
+	e.Magnitude++
+	e.Peak = max(e.Peak, ev.Occupancy)
+	e.addEvidence(ev)
+}
+
+// pathNode records the switches a flow crosses; a switch that appears
+// after the flow was established on others is a path change.
+func (a *Analyzer) pathNode(f decode.Flow, id BufferID, at int64, ev Evidence) {
+	h := a.halves[f]
+	if h == nil {
+		return
+	}
+	for _, n := range h.switches {
+		if n == id.Node {
+			return
+		}
+	}
+	if len(h.switches) > 0 && at-h.pathSince > int64(100e6) {
+		ev.Note = "flow appears at a new switch"
+		a.nextEv++
+		a.stats.Events++
+		e := &Event{ID: a.nextEv, Buffer: id, Class: EvPathChange, Start: at, End: at, Magnitude: 1}
+		e.addEvidence(ev)
+		b := a.buffer(id)
+		b.events = append(b.events, e)
+	}
+	if len(h.switches) == 0 {
+		h.pathSince = at
+	}
+	if len(h.switches) < 16 {
+		h.switches = append(h.switches, id.Node)
+	}
+}
+
+// topologyDoc accepts both topology shapes a trace may carry: the
+// capture's (hostname and interfaces) and the lab's (nodes with IDs).
+type topologyDoc struct {
+	Hostname   string `json:"hostname"`
+	Interfaces []struct {
+		Point     string   `json:"point"`
+		Addresses []string `json:"addresses"`
+	} `json:"interfaces"`
+	Nodes []struct {
+		Name   string   `json:"name"`
+		NodeID uint32   `json:"node_id"`
+		Addrs  []string `json:"addrs"`
+	} `json:"nodes"`
+}
+
+func (a *Analyzer) loadTopology(b []byte) {
+	var t topologyDoc
+	if len(b) == 0 || json.Unmarshal(b, &t) != nil {
+		return
+	}
+	for _, n := range t.Nodes {
+		if n.NodeID != 0 && n.Name != "" {
+			a.names[n.NodeID] = n.Name
+		}
+		for _, s := range n.Addrs {
+			if p, err := netip.ParsePrefix(s); err == nil {
+				a.nodes[p.Addr()] = n.NodeID
+			} else if ad, err := netip.ParseAddr(s); err == nil {
+				a.nodes[ad] = n.NodeID
+			}
+		}
+	}
+}
+
+// nodeName names a node from the topology, or "node N".
+func (a *Analyzer) nodeName(n uint32) string {
+	if s, ok := a.names[n]; ok {
+		return s
+	}
+	if n == 0 {
+		return "?"
+	}
+	return "node " + itoa(int64(n))
+}
+
+// bufferName renders a buffer as "node/kind[:port][/qN]".
+func (a *Analyzer) bufferName(id BufferID) string {
+	var s strings.Builder
+	s.WriteString(a.nodeName(id.Node))
+	s.WriteByte('/')
+	s.WriteString(id.Kind.String())
+	if id.Port != 0 {
+		s.WriteString(":")
+		s.WriteString(itoa(int64(id.Port)))
+	}
+	if id.Queue != 0 {
+		s.WriteString("/q")
+		s.WriteString(itoa(int64(id.Queue)))
+	}
+	return s.String()
+}

@@ -1,0 +1,536 @@
+package analyze
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/bufscope/bufscope/decode"
+)
+
+// ring keeps the most recent values of a measure, so a baseline follows
+// the trace and costs constant memory.
+type ring struct {
+	v []int64
+	i int
+	n int // values ever added
+}
+
+const ringSize = 512
+
+func (r *ring) add(x int64) {
+	r.n++
+	if len(r.v) < ringSize {
+		r.v = append(r.v, x)
+		return
+	}
+	r.v[r.i] = x
+	r.i = (r.i + 1) % ringSize
+}
+
+// stats returns the median, the median absolute deviation and the
+// values sorted (a fresh slice the caller owns).
+func (r *ring) stats() (med, mad int64, sorted []int64) {
+	if len(r.v) == 0 {
+		return 0, 0, nil
+	}
+	s := slices.Clone(r.v)
+	slices.Sort(s)
+	med = s[len(s)/2]
+	d := make([]int64, len(s))
+	for i, x := range s {
+		d[i] = x - med
+		if d[i] < 0 {
+			d[i] = -d[i]
+		}
+	}
+	slices.Sort(d)
+	return med, d[len(d)/2], s
+}
+
+type elemKey struct {
+	dir string
+	id  BufferID
+}
+
+// class is the baseline of one RPC class: the same server endpoint and
+// response size (power of two).
+type class struct {
+	lat    ring
+	elems  map[elemKey]*ring
+	n      int
+	dirty  int
+	med    int64
+	mad    int64
+	sorted []int64
+}
+
+func (a *Analyzer) class(name string) *class {
+	c := a.classes[name]
+	if c == nil {
+		c = &class{elems: make(map[elemKey]*ring)}
+		a.classes[name] = c
+	}
+	return c
+}
+
+func (c *class) add(r *RPC) {
+	c.n++
+	c.dirty++
+	c.lat.add(r.Latency)
+	for _, e := range r.Chain {
+		k := elemKey{e.Dir, e.id}
+		rg := c.elems[k]
+		if rg == nil {
+			rg = &ring{}
+			c.elems[k] = rg
+		}
+		rg.add(e.Time)
+	}
+}
+
+// elementMedian is the class median of the time an element holds,
+// counting RPCs whose chain lacks the element (no report from that buffer)
+// as zero.
+func (c *class) elementMedian(k elemKey) int64 {
+	rg := c.elems[k]
+	if rg == nil || c.n == 0 {
+		return 0
+	}
+	p := float64(rg.n) / float64(c.n)
+	if p < 0.5 {
+		return 0
+	}
+	_, _, s := rg.stats()
+	i := int((0.5 - (1 - p)) / p * float64(len(s)))
+	return s[min(max(i, 0), len(s)-1)]
+}
+
+func (c *class) baseline() (med, mad int64, sorted []int64) {
+	// Recomputing on every RPC would sort 512 values per RPC; the median
+	// of a stable class moves slowly.
+	if c.sorted == nil || c.dirty >= 32 {
+		c.med, c.mad, c.sorted = c.lat.stats()
+		c.dirty = 0
+	}
+	return c.med, c.mad, c.sorted
+}
+
+// judge applies the baseline rules to one RPC.
+func (a *Analyzer) judge(r *RPC) {
+	if r.Incomplete {
+		return
+	}
+	c := a.baselineOf(r)
+	if c == nil {
+		return
+	}
+	med, mad, sorted := c.baseline()
+	r.Baseline = med
+	r.Excess = max(0, r.Latency-med)
+	if a.opts.BaselineMADs > 0 {
+		thr := med + int64(a.opts.BaselineMADs*1.4826*float64(mad))
+		thr = max(thr, int64(a.opts.BaselineRatio*float64(med)))
+		if r.Latency > thr {
+			r.rules = append(r.rules, Rule{Name: "baseline-mad", RPC: r.ID, Threshold: thr,
+				Detail: fmt.Sprintf("%s > median %s + %g×1.4826×MAD %s (class %s, n=%d)",
+					dur(r.Latency), dur(med), a.opts.BaselineMADs, dur(mad), r.Class, c.n)})
+		}
+	}
+	if p := a.opts.BaselinePercentile; p > 0 && p < 100 && len(sorted) > 0 {
+		thr := sorted[min(len(sorted)-1, int(math.Ceil(p/100*float64(len(sorted))))-1)]
+		if r.Latency > thr {
+			r.rules = append(r.rules, Rule{Name: fmt.Sprintf("baseline-p%g", p), RPC: r.ID, Threshold: thr,
+				Detail: fmt.Sprintf("%s > p%g %s (class %s, n=%d)", dur(r.Latency), p, dur(thr), r.Class, c.n)})
+		}
+	}
+}
+
+// baselineOf returns the class an RPC is judged against: its sized class
+// once that has enough RPCs, else its server endpoint's, else nil.
+func (a *Analyzer) baselineOf(r *RPC) *class {
+	if c := a.classes[r.Class]; c != nil && c.n >= a.opts.BaselineMin {
+		return c
+	}
+	if c := a.classes[r.coarse]; c != nil && c.n >= a.opts.BaselineMin {
+		r.Class = r.coarse
+		return c
+	}
+	return nil
+}
+
+func (a *Analyzer) ready(g *traceGroup) bool {
+	for _, r := range g.rpcs {
+		if c := a.classes[r.coarse]; !r.Incomplete && (c == nil || c.n < a.opts.BaselineMin) {
+			return false
+		}
+	}
+	return true
+}
+
+// closeTrace judges an end-user request and, if it is an RLA, diagnoses
+// the RPC on its critical path.
+func (a *Analyzer) closeTrace(g *traceGroup) {
+	q := &Request{}
+	var first bool = true
+	for _, r := range g.rpcs {
+		a.judge(r)
+		if first || r.Start < q.Start {
+			q.Start = r.Start
+		}
+		if first || r.End > q.End {
+			q.End = r.End
+		}
+		first = false
+		q.Rules = append(q.Rules, r.rules...)
+	}
+	if len(g.rpcs) == 0 {
+		return
+	}
+	a.stats.Requests++
+	q.Latency = q.End - q.Start
+	if slo := int64(a.opts.SLO); slo > 0 && q.Latency > slo {
+		q.Rules = append([]Rule{{Name: "slo", Threshold: slo,
+			Detail: fmt.Sprintf("%s > SLO %s", dur(q.Latency), dur(slo))}}, q.Rules...)
+	}
+	if len(q.Rules) == 0 {
+		return
+	}
+	if !a.opts.From.IsZero() && q.Start < a.opts.From.UnixNano() || !a.opts.To.IsZero() && q.Start >= a.opts.To.UnixNano() {
+		return
+	}
+	sort.Slice(g.rpcs, func(i, j int) bool { return g.rpcs[i].Start < g.rpcs[j].Start })
+	q.RPCs = g.rpcs
+	r0 := g.rpcs[0]
+	q.ID = r0.ID
+	if r0.TraceID != "" {
+		q.ID, q.TraceID = r0.TraceID, r0.TraceID
+	}
+	crit := criticalRPC(g.rpcs)
+	q.Critical = crit.ID
+	q.Excess = crit.Excess
+	if q.Rules[0].Name == "slo" {
+		q.Excess = max(q.Excess, q.Latency-q.Rules[0].Threshold)
+	}
+	q.Diagnosis = a.diagnose(crit)
+	a.stats.RLAs++
+	a.rlas = append(a.rlas, q)
+}
+
+// criticalRPC walks the critical path back from the RPC that finished
+// last (each step: the RPC that finished last before the current one
+// started) and returns the one on it with the most excess latency, or the
+// slowest if none has excess.
+func criticalRPC(rpcs []*RPC) *RPC {
+	cur := rpcs[0]
+	for _, r := range rpcs {
+		if r.End > cur.End {
+			cur = r
+		}
+	}
+	best := cur
+	for {
+		var prev *RPC
+		for _, r := range rpcs {
+			if r.End <= cur.Start && (prev == nil || r.End > prev.End) {
+				prev = r
+			}
+		}
+		if prev == nil {
+			break
+		}
+		cur = prev
+		if cur.Excess > best.Excess || cur.Excess == best.Excess && cur.Latency > best.Latency {
+			best = cur
+		}
+	}
+	return best
+}
+
+type causeKey struct {
+	buf   BufferID
+	class EventClass
+	ev    int
+}
+
+type cause struct {
+	key      causeKey
+	excess   int64
+	event    *Event
+	evidence []Evidence
+}
+
+// diagnose decomposes an RPC's latency along its chain against the class
+// baseline of every element and names the element holding most of the
+// excess, with its event.
+func (a *Analyzer) diagnose(r *RPC) *Diagnosis {
+	c := a.baselineOf(r)
+	var total int64
+	for i := range r.Chain {
+		e := &r.Chain[i]
+		if c != nil {
+			e.Baseline = c.elementMedian(elemKey{e.Dir, e.id})
+			e.Excess = max(0, e.Time-e.Baseline)
+		} else {
+			// No baseline yet (flagged by the SLO alone): the time held is
+			// what there is to explain.
+			e.Excess = e.Time
+		}
+		total += e.Excess
+	}
+	causes := map[causeKey]*cause{}
+	var order []causeKey
+	for i := range r.Chain {
+		e := &r.Chain[i]
+		if e.Excess <= 0 {
+			continue
+		}
+		k, ev, evid := a.attribute(r, e)
+		cs := causes[k]
+		if cs == nil {
+			cs = &cause{key: k, event: ev}
+			causes[k] = cs
+			order = append(order, k)
+		}
+		cs.excess += e.Excess
+		cs.evidence = append(cs.evidence, evid...)
+	}
+	var best *cause
+	for _, k := range order {
+		if cs := causes[k]; best == nil || cs.excess > best.excess {
+			best = cs
+		}
+	}
+	if best == nil {
+		return nil
+	}
+	denom := max(r.Excess, total)
+	if denom <= 0 {
+		denom = max(r.Latency, 1)
+	}
+	d := &Diagnosis{
+		Buffer: a.bufferName(best.key.buf), Kind: best.key.buf.Kind.String(), NodeID: best.key.buf.Node,
+		Port: best.key.buf.Port, Queue: best.key.buf.Queue, Event: best.key.class.String(),
+		Explained: best.excess, Confidence: math.Min(1, float64(best.excess)/float64(denom)),
+	}
+	switch best.key.buf.Kind {
+	case ElemWire, ElemRetransmit, ElemLink:
+		d.Buffer = best.key.buf.Kind.String()
+	}
+	if len(best.evidence) > maxEvidence {
+		best.evidence = best.evidence[:maxEvidence]
+	}
+	d.Evidence = best.evidence
+	if ev := best.event; ev != nil {
+		d.EventID, d.Start, d.End, d.Magnitude = ev.ID, ev.Start, ev.End, ev.Magnitude
+		for _, x := range ev.Evidence {
+			dup := false
+			for _, y := range d.Evidence {
+				dup = dup || y.Time == x.Time && y.Seq == x.Seq && y.Kind == x.Kind
+			}
+			if !dup {
+				d.Evidence = append(d.Evidence, x)
+			}
+		}
+		if len(d.Evidence) > 2*maxEvidence {
+			d.Evidence = d.Evidence[:2*maxEvidence]
+		}
+		d.Culprits, d.Pattern = a.culprits(ev, r)
+		for i := range r.Effects {
+			r.Effects[i].CausedBy = ev.ID
+		}
+	}
+	return d
+}
+
+// attribute maps a chain element with excess to the buffer and event that
+// explain it. Retransmission waits go to the buffer that dropped the
+// segments (or a lossy link); unexplained transfer time goes to the
+// busiest event on a buffer the flow crosses; the application is its own
+// cause.
+func (a *Analyzer) attribute(r *RPC, e *Element) (causeKey, *Event, []Evidence) {
+	flow := r.reqFlow
+	from, to := e.Start, e.End
+	if e.Dir == "response" {
+		flow = reverse(flow)
+	}
+	switch e.id.Kind {
+	case ElemApplication:
+		return causeKey{buf: e.id, class: EvSlowApp}, nil, nil
+	case ElemRetransmit:
+		if ev := a.eventOnPath(flow, from, to, EvDrop); ev != nil {
+			return causeKey{buf: ev.Buffer, class: EvDrop, ev: ev.ID}, ev, nil
+		}
+		return causeKey{buf: BufferID{Kind: ElemLink}, class: EvLoss}, nil, nil
+	case ElemWire:
+		if ev := a.eventOnPath(flow, from, to, EvNone); ev != nil {
+			return causeKey{buf: ev.Buffer, class: ev.Class, ev: ev.ID}, ev, nil
+		}
+		if r.Request.Retransmits+r.Response.Retransmits > 0 {
+			return causeKey{buf: BufferID{Kind: ElemLink}, class: EvLoss}, nil, nil
+		}
+		return causeKey{buf: e.id, class: EvNone}, nil, nil
+	}
+	ev := a.eventAt(e.id, from, to)
+	if ev != nil {
+		return causeKey{buf: e.id, class: ev.Class, ev: ev.ID}, ev, []Evidence{e.ev}
+	}
+	return causeKey{buf: e.id, class: EvQueuing}, nil, []Evidence{e.ev}
+}
+
+// eventAt returns the most severe event of buffer id overlapping [from, to].
+func (a *Analyzer) eventAt(id BufferID, from, to int64) *Event {
+	b := a.buffers[id]
+	if b == nil {
+		return nil
+	}
+	var best *Event
+	for _, ev := range b.events {
+		if ev.Class == EvPathChange || !ev.overlaps(from, to) {
+			continue
+		}
+		if best == nil || severity(ev) > severity(best) {
+			best = ev
+		}
+	}
+	return best
+}
+
+// severity orders events for choosing among several: drops lose data,
+// then the longest stall or queuing.
+func severity(e *Event) int64 {
+	if e.Class == EvDrop {
+		return math.MaxInt64/2 + e.Magnitude
+	}
+	return e.Magnitude
+}
+
+// eventOnPath finds the most severe event (of class want, or any) on the
+// buffers flow crosses (in either direction: socket events name the
+// socket's own orientation) overlapping [from, to].
+func (a *Analyzer) eventOnPath(flow decode.Flow, from, to int64, want EventClass) *Event {
+	rf := reverse(flow)
+	var best *Event
+	for _, b := range a.buffers {
+		if b.flows[flow] == nil && b.flows[rf] == nil {
+			continue
+		}
+		for _, ev := range b.events {
+			if ev.Class == EvPathChange && want != EvPathChange || want != EvNone && ev.Class != want || !ev.overlaps(from, to) {
+				continue
+			}
+			if best == nil || severity(ev) > severity(best) {
+				best = ev
+			}
+		}
+	}
+	return best
+}
+
+// culprits ranks the flows present in the event's buffer during the
+// event by bytes and names the pattern.
+func (a *Analyzer) culprits(ev *Event, victim *RPC) ([]Culprit, string) {
+	b := a.buffers[ev.Buffer]
+	if b == nil {
+		return nil, ""
+	}
+	switch decode.BufferKind(ev.Buffer.Kind) {
+	case decode.BufferSockSend, decode.BufferSockRecv, decode.BufferAppSend, decode.BufferAppRecv:
+		// A socket buffer belongs to one connection: nothing else competes
+		// for it.
+		return nil, ""
+	}
+	from, to := ev.Start, max(ev.End, ev.Start+bucketWidth)
+	self := canonical(victim.reqFlow)
+	var out []Culprit
+	var total uint64
+	for f, fb := range b.flows {
+		n := fb.bytes.sum(from, to)
+		if h := a.halves[f]; h != nil {
+			n = max(n, h.bytes.sum(from, to))
+		}
+		if n == 0 {
+			continue
+		}
+		total += n
+		out = append(out, Culprit{Flow: FlowString(f), Bytes: n, Self: canonical(f) == self})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Bytes != out[j].Bytes {
+			return out[i].Bytes > out[j].Bytes
+		}
+		return out[i].Flow < out[j].Flow
+	})
+	for i := range out {
+		out[i].Share = float64(out[i].Bytes) / float64(total)
+	}
+	return out, pattern(out, ev, b)
+}
+
+// pattern names the contention: the victim's own traffic (self-inflicted),
+// many senders converging (incast), one dominant other flow (elephant), or
+// a short spike (microburst).
+func pattern(cs []Culprit, ev *Event, b *bufState) string {
+	if len(cs) == 0 {
+		if ev.End-ev.Start < int64(5*time.Millisecond) && ev.Class == EvQueuing {
+			return "microburst"
+		}
+		return ""
+	}
+	if cs[0].Self && cs[0].Share >= 0.5 {
+		return "self-inflicted"
+	}
+	// Incast: several senders converging on one receiver, none dominant.
+	srcs := map[string]map[string]bool{}
+	share := map[string]float64{}
+	for _, c := range cs {
+		if c.Share >= 0.05 && !c.Self {
+			d := dstOf(c.Flow)
+			if srcs[d] == nil {
+				srcs[d] = map[string]bool{}
+			}
+			srcs[d][srcOf(c.Flow)] = true
+			share[d] += c.Share
+		}
+	}
+	for d, s := range srcs {
+		if len(s) >= 3 && share[d] >= 0.6 && cs[0].Share < 0.5 {
+			return "incast"
+		}
+	}
+	if !cs[0].Self && cs[0].Share >= 0.5 {
+		return "elephant"
+	}
+	if ev.End-ev.Start < int64(5*time.Millisecond) {
+		return "microburst"
+	}
+	return "contention"
+}
+
+func srcOf(flow string) string {
+	for i := 0; i < len(flow); i++ {
+		if flow[i] == '-' && i+1 < len(flow) && flow[i+1] == '>' {
+			s := flow[:i]
+			for j := len(s) - 1; j >= 0; j-- {
+				if s[j] == ':' {
+					return s[:j]
+				}
+			}
+			return s
+		}
+	}
+	return flow
+}
+
+func dstOf(flow string) string {
+	for i := 0; i+1 < len(flow); i++ {
+		if flow[i] == '-' && flow[i+1] == '>' {
+			return srcOf(flow[i+2:] + "->")
+		}
+	}
+	return flow
+}
+
+func dur(ns int64) string { return time.Duration(ns).Round(time.Microsecond).String() }

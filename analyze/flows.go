@@ -1,0 +1,160 @@
+package analyze
+
+import (
+	"github.com/bufscope/bufscope/decode"
+)
+
+// seqAfter reports whether sequence number a comes after b (RFC 793
+// modular comparison).
+func seqAfter(a, b uint32) bool { return int32(a-b) > 0 }
+
+// reverse returns the flow of the opposite direction.
+func reverse(f decode.Flow) decode.Flow {
+	f.Src, f.Dst = f.Dst, f.Src
+	f.SrcPort, f.DstPort = f.DstPort, f.SrcPort
+	return f
+}
+
+// canonical returns one of f and reverse(f), the same for both, so that a
+// connection has one key.
+func canonical(f decode.Flow) decode.Flow {
+	r := reverse(f)
+	for i := range f.Src {
+		if f.Src[i] != r.Src[i] {
+			if f.Src[i] < r.Src[i] {
+				return f
+			}
+			return r
+		}
+	}
+	if f.SrcPort <= r.SrcPort {
+		return f
+	}
+	return r
+}
+
+// bucketWidth is the resolution of per-flow byte counts used to rank
+// culprits: fine enough for millisecond microbursts, coarse enough that a
+// 10 s window of one busy flow is a few thousand counters.
+const bucketWidth = int64(2_000_000)
+
+type bucket struct {
+	at    int64 // bucket index: time / bucketWidth
+	bytes uint64
+}
+
+// byteSeries counts bytes per time bucket, oldest first.
+type byteSeries []bucket
+
+func (s *byteSeries) add(t int64, n uint64) {
+	b := t / bucketWidth
+	if l := len(*s); l > 0 && (*s)[l-1].at >= b {
+		// Records arrive nearly in time order; a late one is counted in
+		// the newest bucket rather than searched for.
+		(*s)[l-1].bytes += n
+		return
+	}
+	*s = append(*s, bucket{at: b, bytes: n})
+}
+
+func (s byteSeries) sum(from, to int64) uint64 {
+	lo, hi := from/bucketWidth, to/bucketWidth
+	var n uint64
+	for i := len(s) - 1; i >= 0; i-- {
+		if s[i].at < lo {
+			break
+		}
+		if s[i].at <= hi {
+			n += s[i].bytes
+		}
+	}
+	return n
+}
+
+func (s *byteSeries) prune(before int64) {
+	b := before / bucketWidth
+	i := 0
+	for i < len(*s) && (*s)[i].at < b {
+		i++
+	}
+	if i == 0 {
+		return
+	}
+	n := copy(*s, (*s)[i:])
+	*s = (*s)[:n]
+}
+
+// conn is the state both directions of one TCP connection share: the RPCs
+// still open on it.
+type conn struct {
+	open []*rpc
+}
+
+// halfConn is one direction of a TCP connection.
+type halfConn struct {
+	flow decode.Flow
+	c    *conn
+	msgs []*message // open messages, in sequence order
+	// role is the message kind this direction carries, learned from tags.
+	role decode.MessageKind
+	// anchor is the sequence number just after the last message finalized,
+	// so that a message whose tagged first segment was not captured still
+	// starts where the previous one ended.
+	anchor    uint32
+	hasAnchor bool
+	hi        uint32 // highest sequence end seen: new data beyond it is counted once
+	hasHi     bool
+	last      int64
+	bytes     byteSeries
+	// Duplicate-ACK and zero-window tracking of the ACKs this direction
+	// receives (they travel on the reverse direction).
+	lastAck   uint32
+	dupAcks   int
+	zeroWin   []Evidence
+	dupAckEvs []Evidence
+	switches  []uint32 // switch nodes this direction was seen at
+	pathSince int64
+}
+
+// find returns the open message holding sequence number seq.
+func (h *halfConn) find(seq uint32) *message {
+	for i := len(h.msgs) - 1; i >= 0; i-- {
+		m := h.msgs[i]
+		if m.contains(seq) {
+			return m
+		}
+	}
+	return nil
+}
+
+func (h *halfConn) insert(m *message) {
+	i := len(h.msgs)
+	for i > 0 && seqAfter(h.msgs[i-1].start, m.start) {
+		i--
+	}
+	h.msgs = append(h.msgs, nil)
+	copy(h.msgs[i+1:], h.msgs[i:])
+	h.msgs[i] = m
+	// A message with unknown length ends where the next one starts.
+	if i > 0 {
+		if p := h.msgs[i-1]; p.length == 0 && seqAfter(m.start, p.start) {
+			p.length = m.start - p.start
+		}
+	}
+}
+
+func (h *halfConn) remove(m *message) {
+	for i, x := range h.msgs {
+		if x == m {
+			h.msgs = append(h.msgs[:i], h.msgs[i+1:]...)
+			break
+		}
+	}
+	end := m.start + m.hi
+	if m.length != 0 {
+		end = m.start + m.length
+	}
+	if !h.hasAnchor || seqAfter(end, h.anchor) {
+		h.anchor, h.hasAnchor = end, true
+	}
+}

@@ -1,0 +1,232 @@
+package analyze
+
+import (
+	"math/bits"
+	"net/netip"
+	"sort"
+
+	"github.com/bufscope/bufscope/decode"
+)
+
+type rpcKey struct {
+	conn decode.Flow
+	id   uint64
+	seq  uint32 // distinguishes RPCs whose ID is not known yet
+}
+
+// rpc is an open request/response exchange.
+type rpc struct {
+	key       rpcKey
+	id, trace uint64
+	c         *conn
+	req, resp *message
+	active    int64
+	doneAt    int64
+	finalized bool
+}
+
+// done marks the response complete; the RPC is finalized once later
+// observations of it have had time to arrive.
+func (p *rpc) done(a *Analyzer, at int64) {
+	if p.doneAt != 0 {
+		return
+	}
+	p.doneAt = at
+	a.settling = append(a.settling, p)
+}
+
+func (a *Analyzer) detach(p *rpc) {
+	for i, q := range p.c.open {
+		if q == p {
+			p.c.open = append(p.c.open[:i], p.c.open[i+1:]...)
+			break
+		}
+	}
+	for _, m := range []*message{p.req, p.resp} {
+		if m != nil {
+			m.hc.remove(m)
+		}
+	}
+}
+
+// finalize turns an RPC into its timing and chain and hands it to its
+// end-user request.
+func (a *Analyzer) finalize(p *rpc) {
+	if p.finalized {
+		return
+	}
+	p.finalized = true
+	a.detach(p)
+	if p.req == nil || !p.req.seen {
+		return // a response whose request was never seen has no latency
+	}
+	if p.id == 0 {
+		// Data no tag ever named (a connection that carries no tagged
+		// RPCs, e.g. bulk traffic): it counts as bytes, not as a request.
+		a.stats.RPCs--
+		return
+	}
+	req, resp := p.req, p.resp
+	r := &RPC{ID: HexID(p.id), Start: req.firstOut, reqFlow: req.hc.flow}
+	if p.trace != 0 {
+		r.TraceID = HexID(p.trace)
+	}
+	f := req.hc.flow
+	r.Client = netip.AddrPortFrom(f.SrcAddr(), f.SrcPort).String()
+	r.Server = netip.AddrPortFrom(f.DstAddr(), f.DstPort).String()
+	r.serverNode = a.nodes[f.DstAddr()]
+	r.Request = timing(req)
+	r.Incomplete = resp == nil || !resp.complete
+	if resp != nil && resp.seen {
+		r.Response = timing(resp)
+		r.End = resp.lastIn
+		r.ServerTime = max(0, resp.firstOut-req.lastIn)
+	} else {
+		r.End = req.lastIn
+	}
+	r.Latency = max(0, r.End-r.Start)
+	size := r.Response.Bytes
+	if size == 0 {
+		size = r.Request.Bytes
+	}
+	r.Class = r.Server + " ~2^" + itoa(int64(bits.Len32(size))) + "B"
+	r.coarse = r.Server
+	r.Chain = a.chain(r, req, resp)
+	r.Effects = consequences(req, resp)
+	if r.Incomplete {
+		a.stats.Incomplete++
+	} else {
+		a.class(r.Class).add(r)
+		a.class(r.coarse).add(r)
+	}
+	a.addToTrace(p, r)
+}
+
+func timing(m *message) MessageTiming {
+	n := m.length
+	if n == 0 {
+		n = m.hi
+	}
+	return MessageTiming{
+		Bytes: n, Start: m.firstOut, End: m.lastIn, Inferred: m.inferred,
+		Retransmits: m.retrans, RetransmitWait: m.rtxWait, Drops: len(m.drops),
+	}
+}
+
+// chain lays out the elements of an RPC in order: the request's buffers
+// and wire, the server's application, the response's buffers and wire.
+func (a *Analyzer) chain(r *RPC, req, resp *message) []Element {
+	var out []Element
+	out = a.direction(out, "request", req)
+	// The request's wait in the server's receive queue is part of the
+	// server time: it is moved from the request's path to the server, and
+	// the application holds the rest.
+	appTime := r.ServerTime
+	for i := range out {
+		if k := out[i].id.Kind; k == ElementKind(decode.BufferSockRecv) || k == ElementKind(decode.BufferAppRecv) {
+			out[i].Dir = "server"
+			appTime -= out[i].Time
+		}
+	}
+	app := BufferID{Node: r.serverNode, Kind: ElemApplication}
+	e := Element{Dir: "server", Kind: app.Kind.String(), Buffer: a.bufferName(app), NodeID: app.Node, Time: max(0, appTime), id: app}
+	if resp != nil && resp.seen {
+		e.Start, e.End = req.lastIn, resp.firstOut
+	}
+	out = append(out, e)
+	if resp != nil && resp.seen {
+		out = a.direction(out, "response", resp)
+	}
+	return out
+}
+
+func (a *Analyzer) direction(out []Element, dir string, m *message) []Element {
+	bufs := append([]bufObs(nil), m.bufs...)
+	sort.Slice(bufs, func(i, j int) bool { return bufs[i].first < bufs[j].first })
+	var held int64
+	for _, b := range bufs {
+		if k := b.id.Kind; dir == "request" && (k == ElementKind(decode.BufferSockRecv) || k == ElementKind(decode.BufferAppRecv)) {
+			// After the message arrived (see chain): not transfer time.
+			out = append(out, Element{
+				Dir: dir, Kind: b.id.Kind.String(), Buffer: a.bufferName(b.id), NodeID: b.id.Node,
+				Port: b.id.Port, Queue: b.id.Queue, Start: b.first, End: b.last,
+				Time: int64(b.maxRes), Reports: b.n, id: b.id, ev: b.ev,
+			})
+			continue
+		}
+		out = append(out, Element{
+			Dir: dir, Kind: b.id.Kind.String(), Buffer: a.bufferName(b.id), NodeID: b.id.Node,
+			Port: b.id.Port, Queue: b.id.Queue, Start: b.first, End: b.last,
+			Time: int64(b.maxRes), Reports: b.n, id: b.id, ev: b.ev,
+		})
+		held += int64(b.maxRes)
+	}
+	if m.rtxWait > 0 {
+		id := BufferID{Kind: ElemRetransmit}
+		out = append(out, Element{Dir: dir, Kind: id.Kind.String(), Buffer: "retransmit-wait", Time: m.rtxWait, Start: m.firstOut, End: m.lastIn, id: id})
+	}
+	transfer := m.lastIn - m.firstOut
+	wire := max(0, transfer-held-m.rtxWait)
+	id := BufferID{Kind: ElemWire}
+	return append(out, Element{Dir: dir, Kind: id.Kind.String(), Buffer: "wire", Time: wire, Start: m.firstOut, End: m.lastIn, id: id})
+}
+
+func consequences(req, resp *message) []Consequence {
+	var out []Consequence
+	for i, m := range []*message{req, resp} {
+		if m == nil {
+			continue
+		}
+		dir := [2]string{"request", "response"}[i]
+		if m.retrans > 0 {
+			kind := "fast-retransmit"
+			// Linux's minimum retransmission timeout is 200 ms; a wait
+			// that long was a timeout, not a fast retransmit.
+			if m.rtxWait >= 200e6 {
+				kind = "retransmission-timeout"
+			}
+			out = append(out, Consequence{Kind: kind, Dir: dir, Count: m.retrans, Wait: m.rtxWait, Evidence: m.rtxEv})
+		}
+		if evs := within(m.hc.dupAckEvs, m.firstOut, m.lastIn); len(evs) > 0 {
+			out = append(out, Consequence{Kind: "dup-acks", Dir: dir, Count: len(evs), Evidence: evs})
+		}
+		if evs := within(m.hc.zeroWin, m.firstOut, m.lastIn); len(evs) > 0 {
+			out = append(out, Consequence{Kind: "window-shrink", Dir: dir, Count: len(evs), Evidence: evs})
+		}
+	}
+	return out
+}
+
+func within(evs []Evidence, from, to int64) []Evidence {
+	var out []Evidence
+	for _, e := range evs {
+		if e.Time >= from && e.Time <= to {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// traceGroup collects the RPCs of one end-user request.
+type traceGroup struct {
+	key  uint64
+	rpcs []*RPC
+	last int64
+}
+
+func (a *Analyzer) addToTrace(p *rpc, r *RPC) {
+	key := p.trace
+	if key == 0 {
+		// Untraced RPCs are requests of their own; their key cannot
+		// collide with a trace ID in practice (top bit of a random 64-bit
+		// ID mixed with the RPC ID).
+		key = p.id ^ 0x9e3779b97f4a7c15
+	}
+	g := a.traces[key]
+	if g == nil {
+		g = &traceGroup{key: key}
+		a.traces[key] = g
+	}
+	g.rpcs = append(g.rpcs, r)
+	g.last = max(g.last, r.End, a.now)
+}

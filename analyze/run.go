@@ -1,0 +1,197 @@
+package analyze
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"sync"
+
+	"github.com/bufscope/bufscope/capture"
+	"github.com/bufscope/bufscope/decode"
+	"github.com/gopacket/gopacket/layers"
+)
+
+// RunOptions configures Run: how traces are read and decoded.
+type RunOptions struct {
+	Reader  capture.ReaderOptions
+	Decoder decode.DecoderOptions
+	// Workers decode packets in parallel (default GOMAXPROCS). Records
+	// still reach the Analyzer in capture order.
+	Workers int
+	// Progress, if set, is called from Run's goroutine about every 64k
+	// packets with the packets read so far and the trace time reached.
+	Progress func(packets int64, now int64)
+}
+
+const batchPackets = 512
+
+type pktRef struct {
+	ts       int64
+	iface    int
+	link     layers.LinkType
+	off, end int
+}
+
+// batch carries packets from the reader to a decoder and their Records on
+// to the Analyzer. Batches are recycled; data and recs keep their capacity.
+type batch struct {
+	seq  int
+	data []byte
+	pkts []pktRef
+	recs []decode.Record
+}
+
+// Run analyzes the traces in files, merged by time, in one pass: one
+// goroutine reads (the capture package decompresses frames in parallel),
+// Workers goroutines decode, and the calling goroutine feeds the
+// Analyzer. On a damaged file it returns the result of what was read
+// before the damage together with the error, which names the file and
+// offset.
+func Run(ctx context.Context, files []string, ro RunOptions, opts Options) (*Result, error) {
+	readers := make([]*capture.Reader, 0, len(files))
+	defer func() {
+		for _, r := range readers {
+			r.Close()
+		}
+	}()
+	for _, f := range files {
+		r, err := capture.Open(f, ro.Reader)
+		if err != nil {
+			return nil, err
+		}
+		readers = append(readers, r)
+		if t := r.Topology(); len(t) > 0 {
+			opts.Topology = append(opts.Topology, t)
+		}
+	}
+	a := New(opts)
+	err := a.feedMerged(ctx, capture.Merge(readers...), ro)
+	res := a.Finish()
+	res.Inputs = files
+	return res, err
+}
+
+func (a *Analyzer) feedMerged(ctx context.Context, src *capture.Merged, ro RunOptions) error {
+	workers := ro.Workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	free := make(chan *batch, 4*workers)
+	for range 4 * workers {
+		free <- &batch{}
+	}
+	todo := make(chan *batch, 2*workers)
+	done := make(chan *batch, 4*workers)
+	var readErr error
+	go func() {
+		defer close(todo)
+		readErr = readBatches(ctx, src, free, todo)
+	}()
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d := decode.NewDecoder(ro.Decoder)
+			for b := range todo {
+				b.recs = b.recs[:0]
+				for _, p := range b.pkts {
+					b.recs = d.Records(p.ts, p.iface, p.link, b.data[p.off:p.end], b.recs)
+				}
+				done <- b
+			}
+		}()
+	}
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+
+	pending := map[int]*batch{}
+	next := 0
+	var packets int64
+	for b := range done {
+		pending[b.seq] = b
+		for {
+			nb, ok := pending[next]
+			if !ok {
+				break
+			}
+			delete(pending, next)
+			next++
+			for i := range nb.recs {
+				a.Feed(&nb.recs[i])
+			}
+			before := packets
+			packets += int64(len(nb.pkts))
+			if ro.Progress != nil && before>>16 != packets>>16 {
+				ro.Progress(packets, a.now)
+			}
+			select {
+			case free <- nb:
+			default:
+			}
+		}
+	}
+	if ro.Progress != nil {
+		ro.Progress(packets, a.now)
+	}
+	if readErr != nil && !errors.Is(readErr, context.Canceled) {
+		return readErr
+	}
+	return nil
+}
+
+// readBatches copies packets into batches: the capture reader's buffers
+// are reused on the next call, and decoders run later on other goroutines.
+func readBatches(ctx context.Context, src *capture.Merged, free <-chan *batch, todo chan<- *batch) error {
+	seq := 0
+	var b *batch
+	flush := func() bool {
+		if b == nil || len(b.pkts) == 0 {
+			return true
+		}
+		select {
+		case todo <- b:
+		case <-ctx.Done():
+			return false
+		}
+		b = nil
+		return true
+	}
+	for {
+		p, err := src.Next()
+		if err != nil {
+			flush()
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return fmt.Errorf("%w (the analysis covers the packets before it)", err)
+		}
+		if b == nil {
+			select {
+			case b = <-free:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			b.seq, b.data, b.pkts = seq, b.data[:0], b.pkts[:0]
+			seq++
+		}
+		link := layers.LinkTypeEthernet
+		if ifs := src.Interfaces(); p.Interface >= 0 && p.Interface < len(ifs) {
+			link = ifs[p.Interface].LinkType
+		}
+		off := len(b.data)
+		b.data = append(b.data, p.Data...)
+		b.pkts = append(b.pkts, pktRef{ts: p.Timestamp.UnixNano(), iface: p.Interface, link: link, off: off, end: len(b.data)})
+		if len(b.pkts) == batchPackets {
+			if !flush() {
+				return ctx.Err()
+			}
+		}
+	}
+}
