@@ -180,3 +180,39 @@ func decodeIFA(data []byte, p gopacket.PacketBuilder) error {
 	p.AddLayer(f)
 	return nextDecoder(p, f.NextLayerType())
 }
+
+// SerializeTo writes the 4-byte IFA header. The metadata lives behind the
+// L4 header, which is another layer's; AppendMetadata writes it.
+func (f *IFA) SerializeTo(b gopacket.SerializeBuffer, opts gopacket.SerializeOptions) error {
+	buf, err := b.PrependBytes(4)
+	if err != nil {
+		return err
+	}
+	buf[0], buf[1], buf[2], buf[3] = f.Version<<4|f.GNS&0xF, uint8(f.NextHdr), f.Flags, f.MaxLen
+	return nil
+}
+
+// AppendMetadata appends the IFA metadata header and the hop stack to dst.
+// CurLen is written as received unless fixLength is set, in which case it
+// is computed from the hops (8 words each).
+func (f *IFA) AppendMetadata(dst []byte, fixLength bool) []byte {
+	curLen := f.CurLen
+	if fixLength {
+		curLen = uint8(len(f.Hops) * 8)
+	}
+	dst = append(dst, f.Request, f.Action, f.HopLimit, curLen)
+	be := binary.BigEndian
+	for i := range f.Hops {
+		h := &f.Hops[i]
+		dst = be.AppendUint32(dst, uint32(h.LNS)<<28|(h.DeviceID&0xFFFFF)<<8|uint32(h.TTL))
+		dst = be.AppendUint32(dst, uint32(h.Speed&0xF)<<28|uint32(h.Congestion&3)<<26|uint32(h.QueueID&0x3F)<<20|h.RxSec&0xFFFFF)
+		dst = be.AppendUint16(dst, h.EgressPort)
+		dst = be.AppendUint16(dst, h.IngressPort)
+		dst = be.AppendUint32(dst, h.RxNanosec)
+		dst = be.AppendUint32(dst, h.ResidenceNanos)
+		for _, o := range h.Opaque {
+			dst = be.AppendUint32(dst, o)
+		}
+	}
+	return dst
+}

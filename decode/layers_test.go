@@ -439,6 +439,54 @@ func TestIFAVector(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("decoded\n%+v\nwant\n%+v", got, want)
 	}
+	if out := serialize(t, &got, false); !bytes.Equal(out, ifaVector[:4]) {
+		t.Fatalf("header serialized as % x, want % x", out, ifaVector[:4])
+	}
+	if out := got.AppendMetadata(nil, true); !bytes.Equal(out, ifaVector[12:]) {
+		t.Fatalf("metadata serialized as\n% x\nwant\n% x", out, ifaVector[12:])
+	}
+}
+
+// intV1Vector is an INT v1.0 block as AmLight's switches push it over UDP:
+// an 8-bit shim type and a Length that counts the shim, 4-byte timestamps.
+//
+//	01 00 07 5c   shim: Type 1, Length 7 words (shim included), DSCP 0x17
+//	10 00 04 07   Ver 1, Hop ML 4, Remaining Hop Count 7
+//	f0 00 00 00   instruction bitmap 0xF000 (switch id, ports, latency, queue), reserved
+//	00 00 00 05   hop: switch id 5
+//	00 17 00 0b   ingress port 23, egress port 11
+//	00 00 05 b0   hop latency 1456
+//	02 00 00 6f   queue 2, occupancy 111
+//	aa bb         payload
+var intV1Vector = []byte{
+	0x01, 0x00, 0x07, 0x5c,
+	0x10, 0x00, 0x04, 0x07,
+	0xf0, 0x00, 0x00, 0x00,
+	0x00, 0x00, 0x00, 0x05,
+	0x00, 0x17, 0x00, 0x0b,
+	0x00, 0x00, 0x05, 0xb0,
+	0x02, 0x00, 0x00, 0x6f,
+	0xaa, 0xbb,
+}
+
+func TestINTv1Vector(t *testing.T) {
+	var got INT
+	if err := got.DecodeFromBytes(intV1Vector, gopacket.NilDecodeFeedback); err != nil {
+		t.Fatal(err)
+	}
+	want := INT{
+		BaseLayer: layers.BaseLayer{Contents: intV1Vector[:28], Payload: intV1Vector[28:]},
+		Version:   1, Type: 1, ShimLength: 7, ShimData: 0x5c,
+		HopML: 4, RemainingHopCount: 7, Instructions: 0xF000,
+		Hops:     []INTHop{{NodeID: 5, L1IngressPort: 23, L1EgressPort: 11, HopLatency: 1456, QueueID: 2, QueueOccupancy: 111, DS: []byte{}}},
+		SourceDS: []byte{},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("decoded\n%+v\nwant\n%+v", got, want)
+	}
+	if got.DSCP() != 0x17 {
+		t.Fatalf("DSCP %#x", got.DSCP())
+	}
 }
 
 // TestTruncatedInputs feeds every prefix of every vector to every decoder:
@@ -448,7 +496,7 @@ func TestTruncatedInputs(t *testing.T) {
 	vectors := map[string][]byte{
 		"v2 spec": reportV2Spec, "v2 host": hostReportVector, "v2 multi": reportV2Multi,
 		"v1": reportV1Vector, "v0.5": reportV05Drop, "int md": intMDVector, "int mx": intMXVector,
-		"ifa": ifaVector, "tag": tagVector,
+		"ifa": ifaVector, "tag": tagVector, "int v1": intV1Vector, "v2 tlv": reportV2TLV,
 	}
 	d := NewDecoder(DecoderOptions{})
 	for name, v := range vectors {
