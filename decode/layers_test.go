@@ -448,7 +448,7 @@ func TestIFAVector(t *testing.T) {
 }
 
 // intV1Vector is an INT v1.0 block as AmLight's switches push it over UDP:
-// an 8-bit shim type and a Length that counts the shim, 4-byte timestamps.
+// an 8-bit shim type and a Length that counts the shim itself.
 //
 //	01 00 07 5c   shim: Type 1, Length 7 words (shim included), DSCP 0x17
 //	10 00 04 07   Ver 1, Hop ML 4, Remaining Hop Count 7
