@@ -51,6 +51,23 @@ type Interface struct {
 	HWTimestamps Status `json:"hw_timestamps"`
 	PHCIndex     int    `json:"phc_index"`
 	Error        string `json:"error,omitempty"` // what could not be read
+	// Effects says what this device's properties mean for bufscope.
+	Effects []string `json:"effects,omitempty"`
+}
+
+// effects explains the consequences of an interface's properties.
+func (it *Interface) effects() []string {
+	var out []string
+	if it.HWTimestamps != Yes {
+		out = append(out, "no hardware timestamps: captures on it carry kernel software timestamps")
+	}
+	if it.TSO == Yes || it.GSO == Yes {
+		out = append(out, "TSO/GSO on: the first super-packet of a message copies its tag onto each of its segments (docs/tagger.md)")
+	}
+	if it.SmartNICVendor {
+		out = append(out, "SmartNIC vendor: check the model; a programmable NIC can run the P4 tagger and telemetry (p4/)")
+	}
+	return out
 }
 
 // Report is what Probe found.

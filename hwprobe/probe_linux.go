@@ -470,6 +470,7 @@ func describe(fd int, ni net.Interface) Interface {
 		problems = append(problems, "timestamping: "+err.Error())
 	}
 	it.Error = strings.Join(problems, "; ")
+	it.Effects = it.effects()
 	return it
 }
 

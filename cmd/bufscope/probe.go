@@ -37,8 +37,16 @@ probes need root; without it they show "unknown". The qdisc probe creates
 each qdisc kind on the loopback device of a throwaway network namespace
 (the kernel may load qdisc modules on demand); --skip-qdiscs leaves it out.
 
-Output is a table on a terminal, tab-separated lines when piped, and one
-JSON document with --json.`,
+Interfaces are read with ethtool ioctls (ETHTOOL_GDRVINFO for the driver,
+falling back to /sys/class/net/IFACE/device/driver; ETHTOOL_GTSO and
+ETHTOOL_GGSO for the offloads; ETHTOOL_GET_TS_INFO for timestamping) and the
+PCI vendor from /sys/class/net/IFACE/device/vendor.
+
+Output is a table on a terminal, tab-separated lines when piped (first
+field: kernel, capability or interface; capability lines are group, name,
+status, detail, effect; interface lines are name, driver, PCI vendor,
+SmartNIC vendor, TSO, GSO, hardware timestamps, problems), and one JSON
+document with --json.`,
 		Example: `  sudo bufscope probe
   sudo bufscope probe --json | jq '.capabilities[] | select(.status != "yes")'
   sudo bufscope probe --netns /run/netns/lab1`,
@@ -119,6 +127,21 @@ func printProbeTables(w io.Writer, r *hwprobe.Report) error {
 	}
 	if err := t.Render(); err != nil {
 		return err
+	}
+	fmt.Fprintln(w)
+	// The same consequence usually holds for many devices: say it once.
+	var order []string
+	devs := map[string][]string{}
+	for _, it := range r.Interfaces {
+		for _, e := range it.Effects {
+			if devs[e] == nil {
+				order = append(order, e)
+			}
+			devs[e] = append(devs[e], it.Name)
+		}
+	}
+	for _, e := range order {
+		fmt.Fprintf(w, "%s: %s\n", strings.Join(devs[e], ", "), e)
 	}
 	if missing := r.Missing(); len(missing) > 0 {
 		fmt.Fprintf(w, "\n%d capabilities missing or unknown; see \"if missing\".\n", len(missing))

@@ -23,7 +23,9 @@ var fixedReport = &hwprobe.Report{
 	},
 	Interfaces: []hwprobe.Interface{
 		{Name: "eth0", Index: 2, Driver: "mlx5_core", VendorID: "0x15b3", Vendor: "Mellanox/NVIDIA", SmartNICVendor: true,
-			TSO: hwprobe.Yes, GSO: hwprobe.Yes, HWTimestamps: hwprobe.Yes, PHCIndex: 0},
+			TSO: hwprobe.Yes, GSO: hwprobe.Yes, HWTimestamps: hwprobe.Yes, PHCIndex: 0, Effects: []string{"effect A"}},
+		{Name: "eth1", Index: 3, Driver: "virtio_net", TSO: hwprobe.No, GSO: hwprobe.No, HWTimestamps: hwprobe.No, PHCIndex: -1,
+			Effects: []string{"effect A", "effect B"}},
 	},
 }
 
@@ -66,7 +68,8 @@ func TestProbeTSV(t *testing.T) {
 	want := "kernel\t6.1.0-test\tx86_64\t#1 SMP\n" +
 		"capability\tkernel\tBTF\tyes\t\t\n" +
 		"capability\tqdisc\tnetem\tno\tkernel: unknown kind\tdisables nothing\n" +
-		"interface\teth0\tmlx5_core\t0x15b3\tyes\tyes\tyes\tyes\t\n"
+		"interface\teth0\tmlx5_core\t0x15b3\tyes\tyes\tyes\tyes\t\n" +
+		"interface\teth1\tvirtio_net\t\tno\tno\tno\tno\t\n"
 	if out != want {
 		t.Errorf("TSV output:\n%q\nwant\n%q", out, want)
 	}
@@ -77,7 +80,7 @@ func TestProbeTable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []string{"6.1.0-test", "netem", "disables nothing", "mlx5_core", "Mellanox/NVIDIA", "(ptp0)", "1 capabilities missing"} {
+	for _, s := range []string{"6.1.0-test", "netem", "disables nothing", "mlx5_core", "Mellanox/NVIDIA", "(ptp0)", "1 capabilities missing", "eth0, eth1: effect A\n", "eth1: effect B\n"} {
 		if !strings.Contains(out, s) {
 			t.Errorf("table lacks %q:\n%s", s, out)
 		}
