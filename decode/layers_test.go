@@ -664,3 +664,26 @@ func TestRecordsLinkVariants(t *testing.T) {
 		}
 	}
 }
+
+// Reserved header bits that senders clear mark a payload that is probably
+// not a report at all (a shared port); it is flagged, never trusted.
+func TestOldReportReservedBits(t *testing.T) {
+	v05 := append([]byte(nil), reportV05Drop...)
+	v05[2] |= 0x40 // one of the 15 reserved bits
+	var r05 TelemetryReportV05
+	if err := r05.DecodeFromBytes(v05, gopacket.NilDecodeFeedback); err != nil || r05.Reason != reasonV05Reserved {
+		t.Fatalf("v0.5: err %v reason %q", err, r05.Reason)
+	}
+	v1 := append([]byte(nil), reportV1Vector...)
+	v1[2] |= 0x02 // a reserved bit
+	var r1 TelemetryReportV1
+	if err := r1.DecodeFromBytes(v1, gopacket.NilDecodeFeedback); err != nil || r1.Reason != reasonV1Rsvd {
+		t.Fatalf("v1.0: err %v reason %q", err, r1.Reason)
+	}
+	for _, b := range [][]byte{v05, v1} {
+		recs := NewDecoder(DecoderOptions{}).reportRecordsForTest(b)
+		if len(recs) != 1 || recs[0].Kind != RecordOpaque {
+			t.Fatalf("records %+v", recs)
+		}
+	}
+}

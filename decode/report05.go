@@ -46,7 +46,10 @@ var (
 	errReportV05Version = errors.New("telemetry report v0.5: version nibble is not 0")
 )
 
-const reasonV05NProto = "reserved next protocol (NProto 3-15)"
+const (
+	reasonV05NProto   = "reserved next protocol (NProto 3-15)"
+	reasonV05Reserved = "reserved bits set in the v0.5 fixed header (not a telemetry report?)"
+)
 
 // LayerType returns LayerTypeTelemetryReportV05.
 func (t *TelemetryReportV05) LayerType() gopacket.LayerType { return LayerTypeTelemetryReportV05 }
@@ -120,6 +123,11 @@ func (t *TelemetryReportV05) DecodeFromBytes(data []byte, df gopacket.DecodeFeed
 		t.EgressTS = binary.BigEndian.Uint32(h[12:])
 	}
 	t.Contents, t.Payload = data[:n], data[n:]
+	if t.Reserved != 0 {
+		// Senders clear them; on a shared port this is the cheapest sign
+		// that the payload is not a report at all.
+		t.Reason = reasonV05Reserved
+	}
 	return nil
 }
 

@@ -57,6 +57,7 @@ const (
 	reasonV1Length = "Length does not match 4 words plus one per RepMdBits bit"
 	reasonV1Short  = "Length runs past the end of the UDP payload"
 	reasonV1NProto = "reserved next protocol (NProto 3-7)"
+	reasonV1Rsvd   = "reserved bits set in the v1.0 header (not a telemetry report?)"
 )
 
 // LayerType returns LayerTypeTelemetryReportV1.
@@ -152,8 +153,11 @@ func (t *TelemetryReportV1) DecodeFromBytes(data []byte, df gopacket.DecodeFeedb
 	if t.RepMdBits&RepV1TxUtil != 0 {
 		t.TxUtilization = binary.BigEndian.Uint32(md)
 	}
-	if t.NProto > 2 {
+	switch {
+	case t.NProto > 2:
 		t.Reason = reasonV1NProto
+	case t.Reserved != 0:
+		t.Reason = reasonV1Rsvd
 	}
 	return nil
 }
