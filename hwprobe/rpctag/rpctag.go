@@ -9,6 +9,7 @@ import (
 	"net"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
@@ -157,7 +158,7 @@ func (t *Table) Wrap(c *net.TCPConn) (*Conn, error) {
 	if serr != nil {
 		return nil, fmt.Errorf("rpctag: reading SO_COOKIE: %w", serr)
 	}
-	cn := &Conn{TCPConn: c, raw: raw, table: t, cookie: cookie, pending: make([]uint64, 0, pruneEvery), pruneAt: pruneEvery}
+	cn := &Conn{tcp: c, raw: raw, table: t, cookie: cookie, pending: make([]uint64, 0, pruneEvery), pruneAt: pruneEvery}
 	cn.sendFn = cn.sendOnce
 	return cn, nil
 }
@@ -171,12 +172,16 @@ const pruneEvery = 256
 // stream wraps onto it. No TCP send buffer holds a gigabyte unacknowledged.
 const maxLag = 1 << 30
 
-// Conn is a TCP connection whose messages are tagged. Embedded methods
-// (Read, SetDeadline, ...) are the net.TCPConn's. Write and BeginMessage
-// may be called from several goroutines, but a message's bytes must not be
-// interleaved with another's, as with any framing.
+// Conn is a TCP connection whose messages are tagged; it is a net.Conn.
+// Write and BeginMessage may be called from several goroutines, but a
+// message's bytes must not be interleaved with another's, as with any
+// framing.
+//
+// Conn deliberately does not embed *net.TCPConn: its ReadFrom (used by
+// io.Copy) and the writev path of net.Buffers would write past Conn.Write
+// and break the offset count.
 type Conn struct {
-	*net.TCPConn
+	tcp    *net.TCPConn
 	raw    syscall.RawConn
 	table  *Table
 	cookie uint64
@@ -197,6 +202,36 @@ type Conn struct {
 	sendN     int
 	sendErr   error
 }
+
+// Read reads from the connection.
+func (c *Conn) Read(p []byte) (int, error) { return c.tcp.Read(p) }
+
+// Close closes the connection. The map entries of its messages stay until
+// the LRU evicts them: data still queued in the kernel may be
+// retransmitted after Close returns.
+func (c *Conn) Close() error { return c.tcp.Close() }
+
+// CloseWrite shuts down the sending side.
+func (c *Conn) CloseWrite() error { return c.tcp.CloseWrite() }
+
+// LocalAddr returns the local address.
+func (c *Conn) LocalAddr() net.Addr { return c.tcp.LocalAddr() }
+
+// RemoteAddr returns the peer's address.
+func (c *Conn) RemoteAddr() net.Addr { return c.tcp.RemoteAddr() }
+
+// SetDeadline sets the read and write deadlines.
+func (c *Conn) SetDeadline(t time.Time) error { return c.tcp.SetDeadline(t) }
+
+// SetReadDeadline sets the read deadline.
+func (c *Conn) SetReadDeadline(t time.Time) error { return c.tcp.SetReadDeadline(t) }
+
+// SetWriteDeadline sets the write deadline; it applies to Write.
+func (c *Conn) SetWriteDeadline(t time.Time) error { return c.tcp.SetWriteDeadline(t) }
+
+// TCPConn is the wrapped connection, for reading and socket options.
+// Writing to it directly breaks tagging of every later message.
+func (c *Conn) TCPConn() *net.TCPConn { return c.tcp }
 
 // Cookie is the socket cookie (SO_COOKIE) that keys this connection's
 // entries.

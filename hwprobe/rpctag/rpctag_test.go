@@ -393,3 +393,32 @@ func BenchmarkEORWrite(b *testing.B) {
 		}
 	}
 }
+
+// io.Copy must count the bytes it writes: Conn offers no ReadFrom that
+// would bypass Write.
+func TestIOCopyCounts(t *testing.T) {
+	table := newTestMap(t)
+	c, read := loopbackPair(t)
+	conn, err := table.Wrap(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var _ net.Conn = conn
+	if _, ok := any(conn).(io.ReaderFrom); ok {
+		t.Fatal("Conn implements io.ReaderFrom")
+	}
+	if err := conn.BeginMessage(Request, 1, 1, 100000); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := io.Copy(conn, bytes.NewReader(make([]byte, 100000))); err != nil || n != 100000 {
+		t.Fatalf("io.Copy: %d, %v", n, err)
+	}
+	if conn.Offset() != 100000 {
+		t.Errorf("Offset() = %d after io.Copy of 100000 bytes", conn.Offset())
+	}
+	if err := conn.BeginMessage(Request, 2, 1, 10); err != nil {
+		t.Errorf("next message after io.Copy: %v", err)
+	}
+	conn.Close()
+	<-read
+}
