@@ -68,7 +68,7 @@ enum {
 	STAT_RESERVED,          // segments that reserved space for a tag
 	STAT_TAGGED,            // tags written
 	STAT_RETRANSMIT_TAGGED, // tags written on retransmissions
-	STAT_LOST,              // space reserved but entry gone at write time
+	STAT_LOST,              // unused: Go derives it as reserved - tagged
 	STAT_NO_SPACE,          // message start found but no option space left
 	STAT_ERRORS,            // helper failures
 	STAT_MAX,
