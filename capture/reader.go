@@ -805,14 +805,7 @@ func (r *Reader) skipDamaged(err error) error {
 
 func (r *Reader) parseBlock() (Packet, bool, error) {
 	h, err := r.fill(12)
-	if err == io.EOF {
-		return Packet{}, false, io.EOF
-	}
 	if err != nil {
-		if err == errResync {
-			return Packet{}, false, err
-		}
-		// A final block shorter than 12 bytes.
 		return Packet{}, false, err
 	}
 	btype := binary.LittleEndian.Uint32(h)
