@@ -432,7 +432,7 @@ func (r *Reader) dispatchFrame(j *job) bool {
 	f := j.frame
 	switch {
 	case f.truncated:
-		j.err = fmt.Errorf("truncated: the file ends %d bytes into the frame, which needs at least %d", f.clen, f.need)
+		j.err = fmt.Errorf("truncated: the file ends %d bytes into the frame, which needs at least %d (was the writer stopped before Close? the frames before are intact)", f.clen, f.need)
 	case f.dlen > int64(r.opts.MaxDecoderMemory):
 		j.err = fmt.Errorf("frame decompresses to %d bytes, above the %d-byte decoder memory limit (raise ReaderOptions.MaxDecoderMemory if the file is trusted)", f.dlen, r.opts.MaxDecoderMemory)
 	case f.dlen >= 0 && f.clen > f.dlen+f.dlen/64+256<<10:
