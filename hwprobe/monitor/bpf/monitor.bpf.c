@@ -476,7 +476,7 @@ int BPF_PROG(qdisc_enqueue, struct Qdisc *q, const struct netdev_queue *txq, str
 		return 0;
 	if (st->last_deq_ns == 0)
 		st->last_deq_ns = now;
-	if (!st->stalled && BPF_CORE_READ(q, q.qlen) > 1 && now - st->last_deq_ns > cfg_qdisc_stall_ns) {
+	if (!st->stalled && q->q.qlen > 1 && now - st->last_deq_ns > cfg_qdisc_stall_ns) {
 		st->stalled = 1;
 		st->stall_start_ns = st->last_deq_ns;
 		qdisc_event(q, dev, inum, nsf, EV_STALL, FLAG_START, now, now, st->last_deq_ns, skb);
@@ -557,6 +557,10 @@ SEC("tp_btf/qdisc_dequeue")
 int BPF_PROG(qdisc_dequeue, struct Qdisc *q, const struct netdev_queue *txq, int packets,
 	     struct sk_buff *skb)
 {
+	// An empty dequeue follows nearly every packet; with at most one
+	// packet waiting it cannot be a stall, so leave before any lookup.
+	if (!skb && q->q.qlen <= 1)
+		return 0;
 	const struct net_device *dev = txq->dev;
 	__u32 inum = dev_netns(dev);
 	__u8 nsf = watched(inum);
@@ -568,7 +572,7 @@ int BPF_PROG(qdisc_dequeue, struct Qdisc *q, const struct netdev_queue *txq, int
 		return 0;
 	if (!skb) {
 		// Throttled shaper: packets waiting, nothing released.
-		if (!st->stalled && st->last_deq_ns && BPF_CORE_READ(q, q.qlen) > 1 &&
+		if (!st->stalled && st->last_deq_ns &&
 		    now - st->last_deq_ns > cfg_qdisc_stall_ns) {
 			st->stalled = 1;
 			st->stall_start_ns = st->last_deq_ns;
