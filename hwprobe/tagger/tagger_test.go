@@ -177,12 +177,12 @@ type server struct {
 	wg   sync.WaitGroup
 }
 
-func newServer(t testing.TB, l *lab) *server {
+func newServer(t testing.TB, l *lab, ip string) *server {
 	s := &server{got: map[uint16]*bytes.Buffer{}}
 	s.cond = sync.NewCond(&s.mu)
 	inNetns(t, l.srvNS, func() {
 		var err error
-		s.ln, err = net.Listen("tcp", l.srvIP+":0")
+		s.ln, err = net.Listen("tcp", net.JoinHostPort(ip, "0"))
 		if err != nil {
 			t.Errorf("listen: %v", err)
 		}
@@ -342,9 +342,17 @@ func readCaptureDir(t testing.TB, file string, port uint16, fromPort bool) []seg
 			t.Fatalf("%s: %v", file, err)
 		}
 		pkt := gopacket.NewPacket(data, r.LinkType(), gopacket.Default)
-		ip, _ := pkt.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
 		tcp, _ := pkt.Layer(layers.LayerTypeTCP).(*layers.TCP)
-		if ip == nil || tcp == nil {
+		if tcp == nil {
+			continue
+		}
+		// ipLen is the IP packet's length; ipHdr its header length.
+		var ipLen, ipHdr int
+		if ip, ok := pkt.Layer(layers.LayerTypeIPv4).(*layers.IPv4); ok {
+			ipLen, ipHdr = int(ip.Length), int(ip.IHL)*4
+		} else if ip6, ok := pkt.Layer(layers.LayerTypeIPv6).(*layers.IPv6); ok {
+			ipLen, ipHdr = 40+int(ip6.Length), 40
+		} else {
 			continue
 		}
 		p := tcp.DstPort
@@ -354,8 +362,8 @@ func readCaptureDir(t testing.TB, file string, port uint16, fromPort bool) []seg
 		if uint16(p) != port {
 			continue
 		}
-		s := segment{port: uint16(tcp.SrcPort), seq: tcp.Seq, ipLen: int(ip.Length), syn: tcp.SYN,
-			payload: int(ip.Length) - int(ip.IHL)*4 - int(tcp.DataOffset)*4}
+		s := segment{port: uint16(tcp.SrcPort), seq: tcp.Seq, ipLen: ipLen, syn: tcp.SYN,
+			payload: ipLen - ipHdr - int(tcp.DataOffset)*4}
 		for _, o := range tcp.Options {
 			if o.OptionType == 253 {
 				if s.tag != nil {
@@ -420,7 +428,7 @@ func setupExID(t testing.TB, gsoMaxSegs int, captureOnClient bool, exid uint16) 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { tg.Close() })
-	srv := newServer(t, l)
+	srv := newServer(t, l, l.srvIP)
 	var stop func() string
 	if captureOnClient {
 		stop = capture(t, l.cliNS, l.cliDev)
@@ -1006,5 +1014,56 @@ func TestResponsesTagged(t *testing.T) {
 	}
 	if tagged < len(sizes) {
 		t.Errorf("%d tagged response starts, want %d", tagged, len(sizes))
+	}
+}
+
+// TestIPv6 runs the exact-placement check over IPv6: sockops and the
+// header-option callbacks do not depend on the address family, and the
+// tag must fit the same 28 bytes.
+func TestIPv6(t *testing.T) {
+	requireRoot(t)
+	l := newLab(t, 1)
+	cli6, srv6 := "fd00:b5c0:0:1::1", "fd00:b5c0:0:1::2"
+	run(t, "ip", "-n", l.cliNS, "addr", "add", cli6+"/64", "dev", l.cliDev, "nodad")
+	run(t, "ip", "-n", l.srvNS, "addr", "add", srv6+"/64", "dev", l.srvDev, "nodad")
+	cg := newCgroup(t)
+	tg, err := tagger.Load(tagger.Options{CgroupPath: cg, Name: fmt.Sprintf("bst-test-v6-%d", os.Getpid())})
+	if errors.Is(err, tagger.ErrNotSupported) {
+		t.Skipf("kernel cannot run the tagger: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tg.Close() })
+	srv := newServer(t, l, srv6)
+	stop := capture(t, l.srvNS, l.srvDev)
+	addr := srv.ln.Addr().(*net.TCPAddr)
+	res := runClient(t, l, cg, tg.PinPath(), addr, "1,1400,1401,5000,70000", nil)
+	total := 0
+	for _, m := range res.msgs {
+		total += int(m.size)
+	}
+	srv.waitBytes(t, total, 20*time.Second)
+	segs := readCapture(t, stop(), uint16(addr.Port))
+	checkStreams(t, srv, res.msgs)
+	st := starts(t, segs, res.msgs)
+	tagged := 0
+	for _, s := range segs {
+		if s.ipLen > 1500 {
+			t.Errorf("segment seq %d is %d bytes on a 1500-byte MTU", s.seq, s.ipLen)
+		}
+		m, isStart := st[[2]uint32{uint32(s.port), s.seq}]
+		switch {
+		case s.payload > 0 && isStart && s.tag == nil:
+			t.Errorf("segment seq %d starts %x but has no tag", s.seq, m.rpcID)
+		case s.payload > 0 && isStart:
+			tagged++
+			checkTag(t, s, m, tagger.DefaultExID)
+		case s.tag != nil:
+			t.Errorf("segment seq %d tagged but starts no message", s.seq)
+		}
+	}
+	if tagged < len(res.msgs) {
+		t.Errorf("%d tagged message starts, want %d", tagged, len(res.msgs))
 	}
 }
