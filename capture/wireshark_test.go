@@ -2,6 +2,7 @@ package capture
 
 import (
 	"bytes"
+	"encoding/binary"
 	"math/rand/v2"
 	"path/filepath"
 	"testing"
@@ -102,4 +103,88 @@ func TestInteropTsharkDirectLarge(t *testing.T) {
 		t.Fatalf("trace of %d bytes: the test needs several windows", st.CompressedBytes)
 	}
 	compareLines(t, "tshark -r large .pcapng.zst", tsharkFields(t, tshark, path), wantFields(pkts, testIfaces))
+}
+
+// TestWiresharkLayoutTruncated cuts a padded trace near every frame and
+// padding boundary (and at a stride elsewhere): only the packets of complete
+// data frames come back, and an error appears exactly when the cut is inside
+// a zstd frame.
+func TestWiresharkLayoutTruncated(t *testing.T) {
+	rng := rand.New(rand.NewPCG(8, 9))
+	pkts := genPackets(2400, 2, 63)
+	for i := range pkts {
+		for j := range pkts[i].data {
+			pkts[i].data[j] = byte(rng.Uint32()) // compresses badly: padding appears
+		}
+	}
+	var buf bytes.Buffer
+	w, err := NewWriter(&buf, WriterOptions{Interfaces: testIfaces, WiresharkReadable: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type span struct {
+		end     int64
+		packets int
+	}
+	var frames []span
+	for i, p := range pkts {
+		if err := w.WritePacket(p.ci, p.data); err != nil {
+			t.Fatal(err)
+		}
+		if (i+1)%400 == 0 {
+			if err := w.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			frames = append(frames, span{int64(buf.Len()), i + 1})
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	full := buf.Bytes()
+	checkWiresharkLayout(t, full)
+	// Every zstd frame boundary (data, padding, trailer).
+	bounds := map[int64]bool{}
+	var padded bool
+	for off := int64(0); off < int64(len(full)); {
+		f, err := scanFrame(bytes.NewReader(full), int64(len(full)), off)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.skippable && binary.LittleEndian.Uint32(full[off:]) == skippableBase {
+			padded = true
+		}
+		off += f.clen
+		bounds[off] = true
+	}
+	if !padded {
+		t.Fatal("no padding frame in the trace: the test data compressed too well")
+	}
+	cuts := map[int64]bool{}
+	for b := range bounds {
+		for d := int64(-9); d <= 9; d++ {
+			if c := b + d; c > 0 && c < int64(len(full)) {
+				cuts[c] = true
+			}
+		}
+	}
+	for c := int64(1); c < int64(len(full)); c += 4099 {
+		cuts[c] = true
+	}
+	for cut := range cuts {
+		want := 0
+		for _, f := range frames {
+			if f.end <= cut {
+				want = f.packets
+			}
+		}
+		got, err := readBytes(t, full[:cut], ReaderOptions{Workers: 2})
+		if len(got) != want {
+			t.Fatalf("cut at %d: %d packets, want %d", cut, len(got), want)
+		}
+		comparePacketsNoFatal(t, "wireshark layout", got, pkts[:want])
+		if (err != nil) == bounds[cut] {
+			t.Fatalf("cut at %d (frame boundary %v): error %v", cut, bounds[cut], err)
+		}
+	}
 }
