@@ -60,7 +60,8 @@ type Tagger struct {
 
 // Load checks the kernel, loads the tagger, pins its tags map and attaches
 // the program to opts.CgroupPath. Missing kernel features give errors that
-// wrap ErrNotSupported.
+// wrap ErrNotSupported; running without root gives one that wraps
+// os.ErrPermission.
 func Load(opts Options) (*Tagger, error) {
 	if opts.CgroupPath == "" {
 		return nil, errors.New("tagger: no cgroup given: set a cgroup v2 directory (e.g. /sys/fs/cgroup/unified/<group>)")
@@ -81,7 +82,7 @@ func Load(opts Options) (*Tagger, error) {
 		return nil, fmt.Errorf("tagger: name %q must be a plain file name", opts.Name)
 	}
 	if os.Geteuid() != 0 {
-		return nil, errors.New("tagger: loading eBPF programs needs root (CAP_BPF, CAP_NET_ADMIN): run as root")
+		return nil, fmt.Errorf("tagger: loading eBPF programs needs root (CAP_BPF, CAP_NET_ADMIN), run as root: %w", os.ErrPermission)
 	}
 	if err := CheckKernel(); err != nil {
 		return nil, err

@@ -796,7 +796,7 @@ func TestLoadErrors(t *testing.T) {
 		t.Errorf("Load with a path as name: %v", err)
 	}
 	if os.Geteuid() != 0 {
-		if _, err := tagger.Load(tagger.Options{CgroupPath: "/sys/fs/cgroup"}); err == nil || !strings.Contains(err.Error(), "root") {
+		if _, err := tagger.Load(tagger.Options{CgroupPath: "/sys/fs/cgroup"}); !errors.Is(err, os.ErrPermission) || !strings.Contains(err.Error(), "root") {
 			t.Errorf("Load as non-root: %v, want an error saying root is needed", err)
 		}
 		return
