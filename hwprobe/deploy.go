@@ -273,6 +273,15 @@ func (d *Deployment) Programs() []ebpf.ProgramID {
 	return ids
 }
 
+// TagsPinPath is where the tagger's tags map is pinned, for rpctag.Open in
+// the processes whose messages are tagged; "" without a tagger.
+func (d *Deployment) TagsPinPath() string {
+	if d.tagger == nil {
+		return ""
+	}
+	return d.tagger.PinPath()
+}
+
 // Run exports events until ctx is done, then flushes. It does not Close.
 func (d *Deployment) Run(ctx context.Context) error {
 	return d.exporter.Run(ctx, d.monitor)

@@ -1,0 +1,223 @@
+//go:build linux
+
+package hwprobe_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/gopacket/gopacket"
+	"golang.org/x/sys/unix"
+
+	"github.com/bufscope/bufscope/decode"
+	"github.com/bufscope/bufscope/hwprobe"
+	"github.com/bufscope/bufscope/hwprobe/monitor/montest"
+	"github.com/bufscope/bufscope/hwprobe/rpctag"
+)
+
+// The tagged client runs as a child process (this test binary again): it
+// must be a member of the tagged cgroup, which the test itself must not
+// join.
+func TestMain(m *testing.M) {
+	if os.Getenv("BST_DEPLOY_CLIENT") != "" {
+		if err := taggedClient(); err != nil {
+			fmt.Fprintln(os.Stderr, "client:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func rpcID(i int) uint64 { return 0xD3B1_0000_0000_0000 | uint64(i) }
+
+// taggedClient joins BST_CGROUP, enters BST_NETNS, connects to BST_ADDR and
+// sends BST_N request messages of 3000 bytes, each announced to the tagger.
+func taggedClient() error {
+	n, err := strconv.Atoi(os.Getenv("BST_N"))
+	if err != nil {
+		return err
+	}
+	procs := filepath.Join(os.Getenv("BST_CGROUP"), "cgroup.procs")
+	if err := os.WriteFile(procs, []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		return err
+	}
+	runtime.LockOSThread()
+	ns, err := os.Open(os.Getenv("BST_NETNS"))
+	if err != nil {
+		return err
+	}
+	if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
+		return err
+	}
+	table, err := rpctag.Open(os.Getenv("BST_PIN"))
+	if err != nil {
+		return err
+	}
+	defer table.Close()
+	c, err := net.Dial("tcp4", os.Getenv("BST_ADDR"))
+	if err != nil {
+		return err
+	}
+	conn, err := table.Wrap(c.(*net.TCPConn))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	msg := make([]byte, 3000)
+	for i := 0; i < n; i++ {
+		if err := conn.BeginMessage(rpctag.Request, rpcID(i), 0x7ACE, uint32(len(msg))); err != nil {
+			return err
+		}
+		if _, err := conn.Write(msg); err != nil {
+			return err
+		}
+		// One message at a time on the wire, as an RPC client waiting for
+		// responses would send them.
+		time.Sleep(5 * time.Millisecond)
+	}
+	return conn.CloseWrite()
+}
+
+// tagRPCID finds the bufscope tag in an IPv4/TCP header and returns its
+// RPC ID.
+func tagRPCID(h []byte) (uint64, bool) {
+	if len(h) < 40 || h[0]>>4 != 4 || h[9] != 6 {
+		return 0, false
+	}
+	ihl := int(h[0]&0x0f) * 4
+	tcp := h[ihl:]
+	doff := int(tcp[12]>>4) * 4
+	if doff > len(tcp) {
+		return 0, false
+	}
+	opts := tcp[20:doff]
+	for len(opts) >= 2 {
+		switch opts[0] {
+		case 0:
+			return 0, false
+		case 1:
+			opts = opts[1:]
+			continue
+		}
+		l := int(opts[1])
+		if l < 2 || l > len(opts) {
+			return 0, false
+		}
+		if opts[0] == 253 && l == 28 && binary.BigEndian.Uint16(opts[2:]) == 0xBF5C {
+			return binary.BigEndian.Uint64(opts[6:]), true
+		}
+		opts = opts[l:]
+	}
+	return 0, false
+}
+
+func TestDeployReportsTaggedMessageStarts(t *testing.T) {
+	montest.RequireRoot(t)
+	p := montest.NewPair(t)
+	montest.Tc(t, p.Client.NS, "qdisc", "add", "dev", p.Client.Dev, "root", "tbf", "rate", "1gbit", "burst", "1mb", "latency", "50ms")
+	cg := filepath.Join(cgroup2Root(t), fmt.Sprintf("bst-deploy-tag-%d", os.Getpid()))
+	if err := os.Mkdir(cg, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for i := 0; i < 50 && os.Remove(cg) != nil; i++ {
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+	col, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer col.Close()
+	var mu sync.Mutex
+	var pkts [][]byte
+	go func() {
+		buf := make([]byte, 65536)
+		for {
+			n, err := col.Read(buf)
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			pkts = append(pkts, bytes.Clone(buf[:n]))
+			mu.Unlock()
+		}
+	}()
+
+	d, err := hwprobe.Deploy(hwprobe.DeployOptions{Target: "linux", Netns: p.Client.NS, Cgroup: cg, Collector: col.LocalAddr().String()})
+	if errors.Is(err, ebpf.ErrNotSupported) {
+		t.Skipf("data plane not supported here: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	runErr := make(chan error, 1)
+	go func() { runErr <- d.Run(ctx) }()
+
+	const n = 20
+	ln := montest.Listen(t, p.Server.NS, p.Server.IP)
+	got := montest.Sink(t, ln, 0)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "BST_DEPLOY_CLIENT=1", "BST_CGROUP="+cg, "BST_NETNS="+montest.Path(p.Client.NS),
+		"BST_PIN="+d.TagsPinPath(), "BST_ADDR="+ln.Addr().String(), "BST_N="+strconv.Itoa(n))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("tagged client: %v\n%s", err, out)
+	}
+	if r := <-got; r != n*3000 {
+		t.Fatalf("server read %d bytes, want %d", r, n*3000)
+	}
+	time.Sleep(100 * time.Millisecond)
+	cancel()
+	if err := <-runErr; err != nil {
+		t.Fatal(err)
+	}
+	counters, _ := d.Counters()
+
+	mu.Lock()
+	defer mu.Unlock()
+	seen := map[uint64]int{}
+	var tr decode.TelemetryReportV2
+	for _, pkt := range pkts {
+		if err := tr.DecodeFromBytes(pkt, gopacket.NilDecodeFeedback); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range tr.Reports {
+			if r.Host.Event != decode.EventMessageStart {
+				continue
+			}
+			id, ok := tagRPCID(r.Inner)
+			if !ok || r.Host.Buffer != decode.BufferQdisc || !r.F {
+				t.Errorf("message-start report buffer %v F=%v without a readable tag: % x", r.Host.Buffer, r.F, r.Inner)
+				continue
+			}
+			seen[id]++
+		}
+	}
+	for i := 0; i < n; i++ {
+		if seen[rpcID(i)] == 0 {
+			t.Errorf("no message-start report for RPC %#x", rpcID(i))
+		}
+	}
+	if len(seen) != n {
+		t.Errorf("message-start reports for %d RPCs, want %d", len(seen), n)
+	}
+	if counters.Tagger == nil || counters.Tagger.Tagged < n {
+		t.Errorf("tagger counters %+v, want >= %d tags written", counters.Tagger, n)
+	}
+}
