@@ -64,3 +64,29 @@ func BenchmarkExportUDP(b *testing.B) {
 		b.ReportMetric(float64(c.SendErrors), "send-errors")
 	}
 }
+
+func TestExporterHostPathAllocs(t *testing.T) {
+	col, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer col.Close()
+	x, err := New(Options{Collector: col.LocalAddr().String(), NodeID: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	ev := qdiscEvent()
+	n := testing.AllocsPerRun(200, func() {
+		for i := 0; i < 8; i++ {
+			x.add(&ev, nil)
+		}
+		x.flushHost()
+	})
+	if n != 0 {
+		t.Errorf("batching and sending 8 host reports allocates %v times", n)
+	}
+	if c := x.Counters(); c.SendErrors != 0 || c.Reports == 0 {
+		t.Errorf("counters %+v", c)
+	}
+}
