@@ -137,7 +137,7 @@ func Probe(ctx context.Context, opts ProbeOptions) (*Report, error) {
 	r.Cgroup2Mounts = mounts["cgroup2"]
 	r.BPFFSMounts = mounts["bpf"]
 
-	r.Capabilities = append(r.Capabilities, kernelCaps(r, mounts)...)
+	r.Capabilities = append(r.Capabilities, kernelCaps(r)...)
 	r.Capabilities = append(r.Capabilities, bpfCaps(r.Root)...)
 	r.Capabilities = append(r.Capabilities, tracepointCaps()...)
 	if !opts.SkipQdiscs {

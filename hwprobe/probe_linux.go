@@ -37,7 +37,7 @@ func kernelInfo(r *Report) error {
 	return nil
 }
 
-func kernelCaps(r *Report, mounts map[string][]string) []Capability {
+func kernelCaps(r *Report) []Capability {
 	_, btfErr := os.Stat("/sys/kernel/btf/vmlinux")
 	caps := []Capability{{
 		Group: "kernel", Name: "BTF", Status: yesNo(btfErr == nil),
@@ -62,7 +62,6 @@ func kernelCaps(r *Report, mounts map[string][]string) []Capability {
 		Detail: "sysctl kernel.bpf_stats_enabled=1 turns them on (small cost per program run)",
 		How:    "read /proc/sys/kernel/bpf_stats_enabled", Disables: "measuring the tagger's and monitors' CPU cost",
 	})
-	_ = mounts
 	return caps
 }
 

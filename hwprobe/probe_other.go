@@ -11,7 +11,7 @@ var errNotLinux = errors.New("probe: bufscope's data plane needs Linux")
 
 func kernelInfo(*Report) error { return errNotLinux }
 
-func kernelCaps(*Report, map[string][]string) []Capability { return nil }
+func kernelCaps(*Report) []Capability { return nil }
 
 func bpfCaps(bool) []Capability { return nil }
 
