@@ -251,3 +251,59 @@ func TestDeployExportsAndLeavesNothingBehind(t *testing.T) {
 		t.Errorf("tagger counters %+v: the test's sockets are not in the cgroup, none may be tagged", counters.Tagger)
 	}
 }
+
+func TestDeployCollectorInsideNetns(t *testing.T) {
+	montest.RequireRoot(t)
+	p := montest.NewPair(t)
+	// The collector lives in the server namespace, reachable only from the
+	// client namespace over the veth: the host namespace has no route.
+	var col *net.UDPConn
+	montest.In(t, p.Server.NS, func() error {
+		var err error
+		col, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(p.Server.IP)})
+		return err
+	})
+	defer col.Close()
+	montest.Tc(t, p.Client.NS, "qdisc", "add", "dev", p.Client.Dev, "root", "handle", "1:", "tbf", "rate", "10mbit", "burst", "5k", "latency", "200ms")
+	montest.Tc(t, p.Client.NS, "qdisc", "add", "dev", p.Client.Dev, "parent", "1:1", "handle", "10:", "bfifo", "limit", "3000")
+
+	d, err := hwprobe.Deploy(hwprobe.DeployOptions{Target: "linux", Netns: p.Client.NS, CollectorInNetns: true, Collector: col.LocalAddr().String()})
+	if errors.Is(err, ebpf.ErrNotSupported) {
+		t.Skipf("data plane not supported here: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	var desc strings.Builder
+	d.Describe(&desc)
+	if !strings.Contains(desc.String(), "from inside /var/run/netns/"+p.Client.NS) {
+		t.Errorf("description does not say where the socket is:\n%s", desc.String())
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	runErr := make(chan error, 1)
+	go func() { runErr <- d.Run(ctx) }()
+	ln := montest.Listen(t, p.Server.NS, p.Server.IP)
+	got := montest.Sink(t, ln, 0)
+	c := montest.Dial(t, p.Client.NS, ln.Addr(), montest.DialOptions{})
+	montest.Push(t, c, 128<<10, time.Now().Add(20*time.Second))
+	c.CloseWrite()
+	<-got
+	time.Sleep(100 * time.Millisecond)
+	cancel()
+	if err := <-runErr; err != nil {
+		t.Fatal(err)
+	}
+	col.SetReadDeadline(time.Now().Add(2 * time.Second))
+	buf := make([]byte, 65536)
+	n, err := col.Read(buf)
+	if err != nil {
+		t.Fatalf("no report reached the collector inside the namespace: %v (counters %+v)", err, must(d.Counters()))
+	}
+	var tr decode.TelemetryReportV2
+	if err := tr.DecodeFromBytes(buf[:n], gopacket.NilDecodeFeedback); err != nil || len(tr.Reports) == 0 {
+		t.Fatalf("report does not decode: %v", err)
+	}
+}
+
+func must[T any](v T, _ error) T { return v }
