@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -69,5 +70,23 @@ func TestDeployFlagsReachOptions(t *testing.T) {
 	}
 	if got.For != time.Minute {
 		t.Errorf("--for %v", got.For)
+	}
+}
+
+func TestDeployRunsForAndReportsCounters(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: loads eBPF programs (CI runs as root)")
+	}
+	out, err := runDeployArgs(t, "--target", "linux", "--collector", "127.0.0.1:9", "--for", "300ms")
+	if err != nil {
+		if exitCode(err) == exitPrivilege {
+			t.Skipf("data plane not supported here: %v", err)
+		}
+		t.Fatalf("deploy: %v\n%s", err, out)
+	}
+	for _, want := range []string{"monitor\ttp_btf/qdisc_enqueue\tprog ", "monitor\twatching all network namespaces", "exporter\tnode id ", "\nevents\t", "\nring_lost\t0\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
 	}
 }
