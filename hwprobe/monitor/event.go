@@ -60,7 +60,7 @@ const eventSize = 8 + 8 + 8 + 12*4 + 6*2 + 4 + 16 + 16 + 8 + HeaderMax
 // Event is one monitor event as read from the ring buffer. Header holds
 // the victim's IP and transport headers when the program could copy them
 // (HeaderLen > 0); otherwise Family, addresses, ports, Seq and Ack describe
-// the flow so a header can be synthesized (see SynthesizeHeader).
+// the flow so a header can be synthesized (package export does).
 type Event struct {
 	Time       int64 // event time, ns since the Unix epoch
 	Start      int64 // the victim entered the buffer, ns since the epoch; 0 unknown
