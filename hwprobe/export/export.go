@@ -56,6 +56,15 @@ type Counters struct {
 	Bytes        uint64 // UDP payload bytes sent
 	SendErrors   uint64 // packets the socket refused
 	EncodeErrors uint64 // events that could not be serialized (dropped)
+	// RingLost is the monitors' count of events the BPF ring buffer had no
+	// room for (a per-CPU counter map), when the source reports it.
+	RingLost uint64
+}
+
+// lossCounter is implemented by sources that count ring buffer losses
+// (*monitor.Monitor does).
+type lossCounter interface {
+	Stats() (monitor.Stats, error)
 }
 
 // Exporter batches and sends reports. Run must be called from one
@@ -74,6 +83,7 @@ type Exporter struct {
 
 	events, reports, packets, bytes, sendErrs, encErrs atomic.Uint64
 	closeOnce                                          sync.Once
+	losses                                             atomic.Pointer[lossCounter]
 }
 
 // maxBatch bounds the events of one packet; with the smallest reports
@@ -184,6 +194,9 @@ func (x *Exporter) NodeID() uint32 { return x.nodeID }
 func (x *Exporter) Run(ctx context.Context, src Source) error {
 	var ev monitor.Event
 	reasons := src.DropReasons()
+	if lc, ok := src.(lossCounter); ok {
+		x.losses.Store(&lc)
+	}
 	for {
 		deadline := time.Now().Add(x.opts.FlushInterval)
 		if t, ok := x.oldest(); ok && t.Add(x.opts.FlushInterval).Before(deadline) {
@@ -333,10 +346,16 @@ func (x *Exporter) send(p []byte, reports int) {
 
 // Counters returns the exporter's counters so far.
 func (x *Exporter) Counters() Counters {
-	return Counters{
+	c := Counters{
 		Events: x.events.Load(), Reports: x.reports.Load(), Packets: x.packets.Load(),
 		Bytes: x.bytes.Load(), SendErrors: x.sendErrs.Load(), EncodeErrors: x.encErrs.Load(),
 	}
+	if lc := x.losses.Load(); lc != nil {
+		if st, err := (*lc).Stats(); err == nil {
+			c.RingLost = st.Lost
+		}
+	}
+	return c
 }
 
 // Close closes the socket. Call it after Run has returned.

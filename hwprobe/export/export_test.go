@@ -134,7 +134,7 @@ func TestExporterSendsDecodableHostReports(t *testing.T) {
 	if len(pkts) == 0 || uint64(len(pkts)) != cnt.Packets {
 		t.Fatalf("collector got %d packets, exporter counted %d (%+v)", len(pkts), cnt.Packets, cnt)
 	}
-	if cnt.Events != cnt.Reports || cnt.SendErrors != 0 || cnt.EncodeErrors != 0 {
+	if cnt.Events != cnt.Reports || cnt.SendErrors != 0 || cnt.EncodeErrors != 0 || cnt.RingLost != 0 {
 		t.Errorf("counters %+v: every event must become one report", cnt)
 	}
 
