@@ -430,7 +430,12 @@ func (r *Reader) dispatchScan() {
 // stream, or as an immediate failure.
 func (r *Reader) dispatchFrame(j *job) bool {
 	f := j.frame
+	streamed := f.dlen < 0 || f.dlen > decodeAllLimit
 	switch {
+	case f.truncated && streamed && f.clen > 4:
+		// A frame too big to hold whole is trusted block by block, as any
+		// streaming zstd reader would: its packets up to the cut are kept.
+		j.stream = true
 	case f.truncated:
 		j.err = fmt.Errorf("truncated: the file ends %d bytes into the frame, which needs at least %d (was the writer stopped before Close? the frames before are intact)", f.clen, f.need)
 	case f.dlen > int64(r.opts.MaxDecoderMemory):
@@ -439,7 +444,7 @@ func (r *Reader) dispatchFrame(j *job) bool {
 		// zstd never expands data by more than a block header per 128 KiB;
 		// a bigger frame is crafted to make the reader allocate.
 		j.err = fmt.Errorf("frame of %d compressed bytes claims to hold only %d", f.clen, f.dlen)
-	case f.dlen < 0 || f.dlen > decodeAllLimit:
+	case streamed:
 		j.stream = true
 	default:
 		return r.send(j, true)

@@ -2,6 +2,7 @@ package capture
 
 import (
 	"bytes"
+	"errors"
 	"testing"
 
 	"github.com/gopacket/gopacket/layers"
@@ -93,6 +94,22 @@ func TestPlainZstdOfPcapng(t *testing.T) {
 			t.Fatalf("%s: %v", name, err)
 		}
 		comparePackets(t, got, pkts)
+	}
+}
+
+// A streamed frame cut in the middle gives the packets decompressed before
+// the cut (a prefix), then an error naming the frame.
+func TestTruncatedStreamedFrame(t *testing.T) {
+	pkts := genPackets(20000, 2, 73)
+	z := compressStream(t, plainPcapng(t, pkts))
+	got, err := readBytes(t, z[:len(z)/2], ReaderOptions{})
+	if len(got) == 0 || len(got) >= len(pkts) {
+		t.Fatalf("%d packets from half a streamed frame", len(got))
+	}
+	comparePacketsNoFatal(t, "streamed prefix", got, pkts[:len(got)])
+	var de *DamageError
+	if !errors.As(err, &de) || de.Frames[0].Offset != 0 || de.Frames[0].Frame != 0 {
+		t.Fatalf("error %v, want frame 0 at offset 0 damaged", err)
 	}
 }
 
