@@ -33,7 +33,7 @@ func FuzzParseRequestTag(f *testing.F) {
 }
 
 func FuzzTelemetryReportV2(f *testing.F) {
-	for _, v := range [][]byte{reportV2Spec, hostReportVector, reportV2Multi} {
+	for _, v := range [][]byte{reportV2Spec, hostReportVector, reportV2Multi, reportV2TLV} {
 		f.Add(v)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -108,6 +108,7 @@ func FuzzTelemetryReportV05(f *testing.F) {
 func FuzzINT(f *testing.F) {
 	f.Add(intMDVector)
 	f.Add(intMXVector)
+	f.Add(intV1Vector)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var n INT
 		if err := n.DecodeFromBytes(b, gopacket.NilDecodeFeedback); err != nil || n.Reason != "" {
