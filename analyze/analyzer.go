@@ -250,6 +250,16 @@ func (a *Analyzer) tagged(h *halfConn, t *decode.RequestTag, seq uint32, at int6
 	if m := h.find(seq); m != nil && m.inferred && m.start == seq {
 		m.inferred = false
 		m.length = t.MessageLength
+		m.rpcID, m.traceID = t.RPCID, t.TraceID
+		a.stats.Inferred--
+		if p := m.owner; p != nil && p.id == 0 {
+			// The placeholder RPC waiting for an ID is replaced.
+			p.finalized = true
+			p.req, p.resp = nil, nil
+			a.stats.RPCs--
+			a.detachOpen(p)
+			m.owner = nil
+		}
 		a.identify(m, t)
 		return m
 	}
@@ -259,6 +269,23 @@ func (a *Analyzer) tagged(h *halfConn, t *decode.RequestTag, seq uint32, at int6
 		return nil
 	}
 	m := &message{hc: h, kind: t.Kind, rpcID: t.RPCID, traceID: t.TraceID, start: seq, length: t.MessageLength}
+	// Segments of this message seen before its tag (reports are written
+	// after the packets they describe, so they may come first) made an
+	// inferred message inside its range: fold it in.
+	for i := 0; i < len(h.msgs); i++ {
+		x := h.msgs[i]
+		if x.inferred && m.contains(x.start) {
+			m.absorb(x)
+			if x.owner != nil {
+				x.owner.finalized = true
+				a.stats.RPCs--
+				a.stats.Inferred--
+				a.detachOpen(x.owner)
+			}
+			h.msgs = append(h.msgs[:i], h.msgs[i+1:]...)
+			i--
+		}
+	}
 	h.insert(m)
 	a.identify(m, t)
 	return m

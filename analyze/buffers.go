@@ -112,9 +112,29 @@ func (a *Analyzer) report(r *decode.Record) {
 	residence := int64(r.Latency)
 	switch {
 	case r.Kind == decode.RecordDrop, r.Kind == decode.RecordHostEvent && r.Event == decode.EventDrop:
+		if isQueue(id.Kind) && r.Occupancy < lossOccupancy {
+			// A queue that drops while (nearly) empty did not overflow:
+			// something on the link discarded the packet (a policer, a
+			// filter, a bad cable). That is loss on the link, not a
+			// capacity event of the buffer.
+			link := BufferID{Node: id.Node, Kind: ElemLink, Port: id.Port}
+			if r.HasFlow {
+				a.bufferFlow(link, r.Flow, at, 0)
+			}
+			a.dropAs(link, EvLoss, at, ev)
+			break
+		}
 		a.drop(id, at, ev)
 	case r.Kind == decode.RecordHostEvent && r.Event == decode.EventQueuing:
-		a.condition(id, EvQueuing, enter, at, residence, ev, r.EventFlags)
+		since := enter
+		if r.Duration != 0 {
+			since = min(since, at-int64(r.Duration))
+		}
+		if a.stalledAt(id, enter) {
+			a.condition(id, EvStall, enter, at, residence, ev, 0)
+		} else {
+			a.condition(id, EvQueuing, since, at, max(residence, int64(r.Duration)), ev, r.EventFlags)
+		}
 	case r.Kind == decode.RecordHostEvent && r.Event == decode.EventStall:
 		start := at
 		if r.Duration != 0 {
@@ -124,8 +144,11 @@ func (a *Analyzer) report(r *decode.Record) {
 	case r.Kind == decode.RecordQueue:
 		// The baseline has no event field: a queue report with no residence
 		// comes from a queue holding packets that do not leave (stall).
-		if r.Latency == 0 {
-			a.condition(id, EvStall, at, at, 0, ev, 0)
+		// A packet that entered the queue while it was stalled waited for
+		// the stall, so its residence extends the stall, not a new
+		// queuing event.
+		if r.Latency == 0 || a.stalledAt(id, enter) {
+			a.condition(id, EvStall, at, at, residence, ev, 0)
 		} else {
 			a.condition(id, EvQueuing, enter, at, residence, ev, 0)
 		}
@@ -141,6 +164,34 @@ func (a *Analyzer) report(r *decode.Record) {
 		}
 		a.segment(r, &o)
 	}
+}
+
+// lossOccupancy: a queue holding less than two full-size packets when it
+// drops one was not full.
+const lossOccupancy = 3000
+
+func isQueue(k ElementKind) bool {
+	switch decode.BufferKind(k) {
+	case decode.BufferQdisc, decode.BufferSwitchEgrQ, decode.BufferNICTx, decode.BufferNICRx:
+		return true
+	}
+	return false
+}
+
+// stalledAt reports whether buffer id had a stall event running at t.
+func (a *Analyzer) stalledAt(id BufferID, t int64) bool {
+	b := a.buffers[id]
+	if b == nil {
+		return false
+	}
+	const gap = int64(250e6)
+	for i := len(b.events) - 1; i >= 0; i-- {
+		e := b.events[i]
+		if e.Class == EvStall && t >= e.Start-gap && t <= e.End+gap {
+			return true
+		}
+	}
+	return false
 }
 
 func pointOf(id BufferID) uint64 {
@@ -199,12 +250,14 @@ func (a *Analyzer) condition(id BufferID, class EventClass, start, at, magnitude
 
 // drop groups drop reports of one buffer into drop events: drops less
 // than 250 ms apart belong to one overflow.
-func (a *Analyzer) drop(id BufferID, at int64, ev Evidence) {
+func (a *Analyzer) drop(id BufferID, at int64, ev Evidence) { a.dropAs(id, EvDrop, at, ev) }
+
+func (a *Analyzer) dropAs(id BufferID, class EventClass, at int64, ev Evidence) {
 	b := a.buffer(id)
 	const gap = int64(250e6)
 	var e *Event
 	for i := len(b.events) - 1; i >= 0; i-- {
-		if x := b.events[i]; x.Class == EvDrop && at-x.End <= gap && x.End-at <= gap {
+		if x := b.events[i]; x.Class == class && at-x.End <= gap && x.End-at <= gap {
 			e = x
 			break
 		}
@@ -212,7 +265,7 @@ func (a *Analyzer) drop(id BufferID, at int64, ev Evidence) {
 	if e == nil {
 		a.nextEv++
 		a.stats.Events++
-		e = &Event{ID: a.nextEv, Buffer: id, Class: EvDrop, Start: at, End: at}
+		e = &Event{ID: a.nextEv, Buffer: id, Class: class, Start: at, End: at}
 		b.events = append(b.events, e)
 	}
 	e.Start, e.End = min(e.Start, at), max(e.End, at)

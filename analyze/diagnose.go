@@ -249,6 +249,9 @@ func criticalRPC(rpcs []*RPC) *RPC {
 	return best
 }
 
+// evCongestion asks eventOnPath for queuing or stall events.
+const evCongestion EventClass = 255
+
 type causeKey struct {
 	buf   BufferID
 	class EventClass
@@ -360,11 +363,33 @@ func (a *Analyzer) attribute(r *RPC, e *Element) (causeKey, *Event, []Evidence) 
 	case ElemApplication:
 		return causeKey{buf: e.id, class: EvSlowApp}, nil, nil
 	case ElemRetransmit:
-		if ev := a.eventOnPath(flow, from, to, EvDrop); ev != nil {
-			return causeKey{buf: ev.Buffer, class: EvDrop, ev: ev.ID}, ev, nil
+		ev := a.eventOnPath(flow, from, to, EvDrop)
+		if ev == nil {
+			ev = a.eventOnPath(flow, from, to, EvLoss)
+		}
+		if ev != nil {
+			return causeKey{buf: ev.Buffer, class: ev.Class, ev: ev.ID}, ev, nil
 		}
 		return causeKey{buf: BufferID{Kind: ElemLink}, class: EvLoss}, nil, nil
 	case ElemWire:
+		// A message that lost segments was slowed by the loss (timeouts,
+		// halved congestion windows): its transfer time belongs to the
+		// drop. Otherwise drops of other flows do not explain it; the
+		// queue they filled does.
+		lost := r.Request.Retransmits+r.Request.Drops > 0
+		if e.Dir == "response" {
+			lost = r.Response.Retransmits+r.Response.Drops > 0
+		}
+		if lost {
+			for _, c := range []EventClass{EvDrop, EvLoss} {
+				if ev := a.eventOnPath(flow, from, to, c); ev != nil {
+					return causeKey{buf: ev.Buffer, class: ev.Class, ev: ev.ID}, ev, nil
+				}
+			}
+		}
+		if ev := a.eventOnPath(flow, from, to, evCongestion); ev != nil {
+			return causeKey{buf: ev.Buffer, class: ev.Class, ev: ev.ID}, ev, nil
+		}
 		if ev := a.eventOnPath(flow, from, to, EvNone); ev != nil {
 			return causeKey{buf: ev.Buffer, class: ev.Class, ev: ev.ID}, ev, nil
 		}
@@ -376,6 +401,13 @@ func (a *Analyzer) attribute(r *RPC, e *Element) (causeKey, *Event, []Evidence) 
 	ev := a.eventAt(e.id, from, to)
 	if ev != nil {
 		return causeKey{buf: e.id, class: ev.Class, ev: ev.ID}, ev, []Evidence{e.ev}
+	}
+	if e.Dir == "server" && e.id.Kind == ElementKind(decode.BufferSockSend) {
+		// Head-of-line: the response waited behind the previous one,
+		// which was held on the way to the client.
+		if ev := a.eventOnPath(reverse(r.reqFlow), from, to, EvNone); ev != nil {
+			return causeKey{buf: ev.Buffer, class: ev.Class, ev: ev.ID}, ev, nil
+		}
 	}
 	return causeKey{buf: e.id, class: EvQueuing}, nil, []Evidence{e.ev}
 }
@@ -398,13 +430,27 @@ func (a *Analyzer) eventAt(id BufferID, from, to int64) *Event {
 	return best
 }
 
-// severity orders events for choosing among several: drops lose data,
-// then the longest stall or queuing.
+// severity orders the events of one buffer that overlap a residence: a
+// stall explains the queue behind it, queuing explains residence, a drop
+// (which explains retransmission waits, not residence) comes last.
 func severity(e *Event) int64 {
-	if e.Class == EvDrop {
-		return math.MaxInt64/2 + e.Magnitude
+	switch e.Class {
+	case EvStall:
+		return 3<<60 + min(e.Magnitude, 1<<59)
+	case EvQueuing:
+		return 2<<60 + min(e.Magnitude, 1<<59)
 	}
-	return e.Magnitude
+	return 1<<60 + min(e.Magnitude, 1<<59)
+}
+
+// pathScore ranks events on a flow's path for unexplained transfer time:
+// the event that covers most of the window, by class when equal.
+func pathScore(e *Event, from, to int64) int64 {
+	ov := min(e.End, to) - max(e.Start, from)
+	if ov < 0 {
+		ov = 0
+	}
+	return ov<<2 | severity(e)>>60
 }
 
 // eventOnPath finds the most severe event (of class want, or any) on the
@@ -418,10 +464,17 @@ func (a *Analyzer) eventOnPath(flow decode.Flow, from, to int64, want EventClass
 			continue
 		}
 		for _, ev := range b.events {
-			if ev.Class == EvPathChange && want != EvPathChange || want != EvNone && ev.Class != want || !ev.overlaps(from, to) {
+			switch {
+			case !ev.overlaps(from, to):
+				continue
+			case want == evCongestion:
+				if ev.Class != EvQueuing && ev.Class != EvStall {
+					continue
+				}
+			case ev.Class == EvPathChange && want != EvPathChange, want != EvNone && ev.Class != want:
 				continue
 			}
-			if best == nil || severity(ev) > severity(best) {
+			if best == nil || pathScore(ev, from, to) > pathScore(best, from, to) {
 				best = ev
 			}
 		}

@@ -112,6 +112,7 @@ type halfConn struct {
 	dupAcks   int
 	zeroWin   []Evidence
 	dupAckEvs []Evidence
+	lastTail  int64    // arrival of the last finalized message's last byte
 	switches  []uint32 // switch nodes this direction was seen at
 	pathSince int64
 }
@@ -150,6 +151,7 @@ func (h *halfConn) remove(m *message) {
 			break
 		}
 	}
+	h.lastTail = max(h.lastTail, m.end())
 	end := m.start + m.hi
 	if m.length != 0 {
 		end = m.start + m.length

@@ -1,6 +1,10 @@
 package analyze
 
-import "github.com/bufscope/bufscope/decode"
+import (
+	"slices"
+
+	"github.com/bufscope/bufscope/decode"
+)
 
 // obs is one observation of a segment: where (a capture point or a
 // buffer), when it entered and when it was seen or left.
@@ -21,6 +25,7 @@ type segObs struct {
 	off, n uint32
 	at     int64
 	point  uint64
+	seen   uint16 // bit i: points[i] saw these bytes
 }
 
 // bufObs is a message's passage through one buffer.
@@ -53,6 +58,12 @@ type message struct {
 	lastIn   int64 // latest observation of any of its bytes
 	doneAt   int64 // time the last byte was first seen
 	complete bool
+	// tailIn is when the last missing byte arrived: the latest first
+	// sighting of any of its bytes at any point. A retransmission that
+	// fills a hole is a first sighting there; a spurious one (bytes the
+	// point already saw) is not, so it does not make the message late.
+	tailIn int64
+	points []uint64 // points that saw the message; index = bit in segObs.seen
 
 	bufs    []bufObs
 	segs    []segObs
@@ -60,6 +71,15 @@ type message struct {
 	rtxWait int64
 	rtxEv   []Evidence
 	drops   []Evidence
+}
+
+// end is when the message was fully in: its tail's arrival once complete,
+// else its last observation.
+//
+// Retransmissions count: from one capture point a spurious retransmission
+// cannot be told from one that filled a hole, and the latter is common.
+func (m *message) end() int64 {
+	return m.lastIn
 }
 
 func (m *message) contains(seq uint32) bool {
@@ -96,12 +116,13 @@ func (m *message) observe(o *obs, seq, n uint32) bool {
 	if o.isBuf {
 		m.addBuf(o)
 	}
-	if n > 0 {
-		m.segment(o, off, n)
+	if n > 0 && m.segment(o, off, n) {
+		m.tailIn = max(m.tailIn, in)
 	}
 	if end := off + n; end > m.hi {
 		m.hi = end
 	}
+
 	if !m.complete && m.length != 0 && m.hi >= m.length {
 		m.complete, m.doneAt = true, o.at
 		return true
@@ -125,12 +146,22 @@ func (m *message) addBuf(o *obs) {
 	m.bufs = append(m.bufs, bufObs{id: o.buf, first: o.enter, last: o.at, maxRes: o.latency, n: 1, ev: o.ev})
 }
 
-// segment records the segment and detects a retransmission: the same
-// bytes seen again at the same point later. The wait is counted from the
-// first time those bytes were seen anywhere.
-func (m *message) segment(o *obs, off, n uint32) {
+// segment records the segment, detects a retransmission (the same bytes
+// seen again at the same point later; the wait counts from the first time
+// those bytes were seen anywhere) and reports whether this was the first
+// sighting of these bytes at this point.
+func (m *message) segment(o *obs, off, n uint32) bool {
+	pi := slices.Index(m.points, o.point)
+	if pi < 0 && len(m.points) < 16 {
+		m.points = append(m.points, o.point)
+		pi = len(m.points) - 1
+	}
+	var bit uint16
+	if pi >= 0 {
+		bit = 1 << pi
+	}
 	earliest := int64(0)
-	retrans := false
+	seenHere, later := false, false
 	for i := len(m.segs) - 1; i >= 0; i-- {
 		s := &m.segs[i]
 		if off >= s.off+s.n || s.off >= off+n {
@@ -139,23 +170,57 @@ func (m *message) segment(o *obs, off, n uint32) {
 		if earliest == 0 || s.at < earliest {
 			earliest = s.at
 		}
-		if s.point == o.point && o.at > s.at {
-			retrans = true
+		if s.seen&bit != 0 {
+			seenHere = true
+			later = later || o.at > s.at
 		}
+		s.seen |= bit
 	}
-	if retrans {
-		m.retrans++
-		if w := o.at - earliest; w > m.rtxWait {
-			m.rtxWait = w
+	if seenHere {
+		if later {
+			m.retrans++
+			if w := o.at - earliest; w > m.rtxWait {
+				m.rtxWait = w
+			}
+			if len(m.rtxEv) < maxEvidence {
+				ev := o.ev
+				ev.Note = "retransmission"
+				m.rtxEv = append(m.rtxEv, ev)
+			}
 		}
-		if len(m.rtxEv) < maxEvidence {
-			ev := o.ev
-			ev.Note = "retransmission"
-			m.rtxEv = append(m.rtxEv, ev)
-		}
-		return
+		return false
 	}
 	if earliest == 0 && len(m.segs) < maxSegs {
-		m.segs = append(m.segs, segObs{off: off, n: n, at: o.at, point: o.point})
+		m.segs = append(m.segs, segObs{off: off, n: n, at: o.at, point: o.point, seen: bit})
 	}
+	return true
+}
+
+// absorb takes over the observations of x, an inferred message that turned
+// out to be part of m.
+func (m *message) absorb(x *message) {
+	d := x.start - m.start
+	if x.seen {
+		if !m.seen || x.firstOut < m.firstOut {
+			m.firstOut = x.firstOut
+		}
+		m.lastIn = max(m.lastIn, x.lastIn)
+		m.seen = true
+	}
+	m.hi = max(m.hi, x.hi+d)
+	for _, b := range x.bufs {
+		o := obs{buf: b.id, enter: b.first, at: b.last, latency: b.maxRes, ev: b.ev}
+		m.addBuf(&o)
+	}
+	for _, s := range x.segs {
+		if len(m.segs) < maxSegs {
+			s.off += d
+			s.seen = 0 // point indexes differ between the two messages
+			m.segs = append(m.segs, s)
+		}
+	}
+	m.retrans += x.retrans
+	m.rtxWait = max(m.rtxWait, x.rtxWait)
+	m.rtxEv = append(m.rtxEv, x.rtxEv...)
+	m.drops = append(m.drops, x.drops...)
 }

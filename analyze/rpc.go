@@ -35,13 +35,17 @@ func (p *rpc) done(a *Analyzer, at int64) {
 	a.settling = append(a.settling, p)
 }
 
-func (a *Analyzer) detach(p *rpc) {
+func (a *Analyzer) detachOpen(p *rpc) {
 	for i, q := range p.c.open {
 		if q == p {
 			p.c.open = append(p.c.open[:i], p.c.open[i+1:]...)
 			break
 		}
 	}
+}
+
+func (a *Analyzer) detach(p *rpc) {
+	a.detachOpen(p)
 	for _, m := range []*message{p.req, p.resp} {
 		if m != nil {
 			m.hc.remove(m)
@@ -56,6 +60,19 @@ func (a *Analyzer) finalize(p *rpc) {
 		return
 	}
 	p.finalized = true
+	// The previous message in the response's direction: while it was
+	// still in transit, the response queued behind it in the server's
+	// send buffer (head-of-line), which is not the application's time.
+	var prevTail int64
+	if p.resp != nil {
+		h := p.resp.hc
+		prevTail = h.lastTail
+		for i, m := range h.msgs {
+			if m == p.resp && i > 0 {
+				prevTail = max(prevTail, h.msgs[i-1].end())
+			}
+		}
+	}
 	a.detach(p)
 	if p.req == nil || !p.req.seen {
 		return // a response whose request was never seen has no latency
@@ -79,10 +96,13 @@ func (a *Analyzer) finalize(p *rpc) {
 	r.Incomplete = resp == nil || !resp.complete
 	if resp != nil && resp.seen {
 		r.Response = timing(resp)
-		r.End = resp.lastIn
-		r.ServerTime = max(0, resp.firstOut-req.lastIn)
+		r.End = resp.end()
+		r.ServerTime = max(0, resp.firstOut-req.end())
+		if hol := min(prevTail, resp.firstOut) - req.end(); hol > 0 {
+			r.hol = hol
+		}
 	} else {
-		r.End = req.lastIn
+		r.End = req.end()
 	}
 	r.Latency = max(0, r.End-r.Start)
 	size := r.Response.Bytes
@@ -108,7 +128,7 @@ func timing(m *message) MessageTiming {
 		n = m.hi
 	}
 	return MessageTiming{
-		Bytes: n, Start: m.firstOut, End: m.lastIn, Inferred: m.inferred,
+		Bytes: n, Start: m.firstOut, End: m.end(), Inferred: m.inferred,
 		Retransmits: m.retrans, RetransmitWait: m.rtxWait, Drops: len(m.drops),
 	}
 }
@@ -121,7 +141,12 @@ func (a *Analyzer) chain(r *RPC, req, resp *message) []Element {
 	// The request's wait in the server's receive queue is part of the
 	// server time: it is moved from the request's path to the server, and
 	// the application holds the rest.
-	appTime := r.ServerTime
+	appTime := r.ServerTime - r.hol
+	if r.hol > 0 {
+		id := BufferID{Node: r.serverNode, Kind: ElementKind(decode.BufferSockSend)}
+		out = append(out, Element{Dir: "server", Kind: id.Kind.String(), Buffer: a.bufferName(id), NodeID: id.Node,
+			Start: req.end(), End: req.end() + r.hol, Time: r.hol, id: id})
+	}
 	for i := range out {
 		if k := out[i].id.Kind; k == ElementKind(decode.BufferSockRecv) || k == ElementKind(decode.BufferAppRecv) {
 			out[i].Dir = "server"
@@ -131,7 +156,7 @@ func (a *Analyzer) chain(r *RPC, req, resp *message) []Element {
 	app := BufferID{Node: r.serverNode, Kind: ElemApplication}
 	e := Element{Dir: "server", Kind: app.Kind.String(), Buffer: a.bufferName(app), NodeID: app.Node, Time: max(0, appTime), id: app}
 	if resp != nil && resp.seen {
-		e.Start, e.End = req.lastIn, resp.firstOut
+		e.Start, e.End = req.end(), resp.firstOut
 	}
 	out = append(out, e)
 	if resp != nil && resp.seen {
@@ -165,8 +190,12 @@ func (a *Analyzer) direction(out []Element, dir string, m *message) []Element {
 		id := BufferID{Kind: ElemRetransmit}
 		out = append(out, Element{Dir: dir, Kind: id.Kind.String(), Buffer: "retransmit-wait", Time: m.rtxWait, Start: m.firstOut, End: m.lastIn, id: id})
 	}
-	transfer := m.lastIn - m.firstOut
-	wire := max(0, transfer-held-m.rtxWait)
+	transfer := m.end() - m.firstOut
+	rtx := min(m.rtxWait, transfer)
+	if m.rtxWait > 0 {
+		out[len(out)-1].Time = rtx // a spurious retransmission did not delay the message
+	}
+	wire := max(0, transfer-held-rtx)
 	id := BufferID{Kind: ElemWire}
 	return append(out, Element{Dir: dir, Kind: id.Kind.String(), Buffer: "wire", Time: wire, Start: m.firstOut, End: m.lastIn, id: id})
 }

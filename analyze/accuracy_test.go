@@ -1,0 +1,223 @@
+package analyze
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+)
+
+// truthFile is the lab's truth file (docs/truth.md, schema
+// bufscope.truth/v1), parsed here with the analyzer's own struct so that
+// the test does not depend on the lab package.
+type truthFile struct {
+	Schema string `json:"schema"`
+	Fault  string `json:"fault"`
+	Trace  string `json:"trace"`
+	Faults []struct {
+		Buffer struct {
+			Node   string `json:"node"`
+			NodeID uint32 `json:"node_id"`
+			Kind   string `json:"kind"`
+			IfName string `json:"ifname"`
+			Queue  int    `json:"queue"`
+		} `json:"buffer"`
+		Event    string    `json:"event"`
+		Start    time.Time `json:"start"`
+		End      time.Time `json:"end"`
+		Culprits []string  `json:"culprit_flows"`
+		Affected []string  `json:"affected_rpc_ids"`
+	} `json:"faults"`
+	Requests int    `json:"requests"`
+	SLO      string `json:"slo"`
+}
+
+// fixturesDir is the repository's fixtures directory, found from this
+// file's location (tests run in the package directory). BUFSCOPE_FIXTURES
+// overrides it, to check traces recorded elsewhere before they are
+// committed.
+func fixturesDir(t *testing.T) string {
+	if d := os.Getenv("BUFSCOPE_FIXTURES"); d != "" {
+		return d
+	}
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "fixtures")
+}
+
+// classScore counts, for one fault class, the RLAs diagnosed as it and
+// the affected requests.
+type classScore struct {
+	diagnosed, diagnosedRight int // precision: of RLAs blamed on this class, how many were right
+	affected, found           int // recall: of the requests the fault slowed beyond the SLO, how many got it
+}
+
+// matches says whether a diagnosis names the fault's buffer and event.
+// Truth names decode.BufferKind strings, "application" or "link"; a node
+// is compared when both sides know it.
+func matchesFault(d *Diagnosis, kind, event string, node uint32) bool {
+	if d == nil || d.Kind != kind || d.Event != event {
+		return false
+	}
+	return node == 0 || d.NodeID == 0 || d.NodeID == node
+}
+
+func culpritMatches(got, want string) bool {
+	gs, gd, ok1 := strings.Cut(got, "->")
+	ws, wd, ok2 := strings.Cut(want, "->")
+	if !ok1 || !ok2 {
+		return false
+	}
+	eq := func(g, w string) bool {
+		if g == w {
+			return true
+		}
+		if strings.HasSuffix(w, ":0") {
+			return strings.TrimSuffix(w, "0") == g[:strings.LastIndex(g, ":")+1]
+		}
+		return false
+	}
+	return eq(gs, ws) && eq(gd, wd)
+}
+
+// TestAccuracyOnLabFixtures runs analyze on every fixtures/*.truth.json
+// and checks the diagnosis against the injected fault (docs/accuracy.md).
+func TestAccuracyOnLabFixtures(t *testing.T) {
+	dir := fixturesDir(t)
+	truths, _ := filepath.Glob(filepath.Join(dir, "*.truth.json"))
+	if len(truths) == 0 {
+		t.Skipf("no lab fixtures (*.truth.json) in %s: record them with `bufscope lab run` (docs/lab.md)", dir)
+	}
+	sort.Strings(truths)
+	scores := map[string]*classScore{}
+	score := func(class string) *classScore {
+		if scores[class] == nil {
+			scores[class] = &classScore{}
+		}
+		return scores[class]
+	}
+	for _, path := range truths {
+		t.Run(strings.TrimSuffix(filepath.Base(path), ".truth.json"), func(t *testing.T) {
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var tr truthFile
+			if err := json.Unmarshal(b, &tr); err != nil || tr.Schema != "bufscope.truth/v1" {
+				t.Fatalf("%s: not a bufscope.truth/v1 file (%v)", path, err)
+			}
+			slo, err := time.ParseDuration(tr.SLO)
+			if err != nil {
+				t.Fatalf("%s: slo %q: %v", path, tr.SLO, err)
+			}
+			trace := filepath.Join(filepath.Dir(path), tr.Trace)
+			res, err := Run(context.Background(), []string{trace}, RunOptions{}, Options{SLO: slo})
+			if err != nil {
+				t.Fatalf("analyze %s: %v", trace, err)
+			}
+			// Which fault slowed each RPC, by the workload's own view.
+			faultOf := map[string]int{}
+			for i, f := range tr.Faults {
+				for _, id := range f.Affected {
+					faultOf[normID(id)] = i
+				}
+			}
+			found := make([]int, len(tr.Faults))
+			culpritsOK, culpritsAsked := 0, 0
+			var wrong []string
+			for _, q := range res.RLAs {
+				fi, ok := -1, false
+				for _, r := range q.RPCs {
+					if i, hit := faultOf[normID(r.ID)]; hit && (fi < 0 || r.ID == q.Critical) {
+						fi, ok = i, true
+					}
+				}
+				d := q.Diagnosis
+				class := "none"
+				if d != nil {
+					class = d.Kind + "/" + d.Event
+				}
+				if !ok {
+					// An RLA the fault did not cause (or a control): it
+					// must not be blamed on the fault's buffer.
+					score(class).diagnosed++
+					if len(tr.Faults) == 0 && d != nil && d.Kind != "application" && d.Kind != "wire" {
+						wrong = append(wrong, fmt.Sprintf("%s: network blamed (%s %s) in a fixture without a network fault", q.ID, d.Buffer, d.Event))
+					}
+					continue
+				}
+				f := tr.Faults[fi]
+				fclass := f.Buffer.Kind + "/" + f.Event
+				score(class).diagnosed++
+				if matchesFault(d, f.Buffer.Kind, f.Event, f.Buffer.NodeID) {
+					score(class).diagnosedRight++
+					found[fi]++
+				} else {
+					got := "nothing"
+					if d != nil {
+						got = d.Buffer + " " + d.Event
+					}
+					wrong = append(wrong, fmt.Sprintf("%s (fault %s at %s): diagnosed %s", q.ID, fclass, f.Buffer.Node, got))
+				}
+				if d != nil && len(f.Culprits) > 0 && len(d.Culprits) > 0 {
+					culpritsAsked++
+					for _, c := range d.Culprits[:min(3, len(d.Culprits))] {
+						if slicesAny(f.Culprits, func(w string) bool { return culpritMatches(c.Flow, w) }) {
+							culpritsOK++
+							break
+						}
+					}
+				}
+			}
+			for i, f := range tr.Faults {
+				s := score(f.Buffer.Kind + "/" + f.Event)
+				s.affected += len(f.Affected)
+				s.found += found[i]
+			}
+			t.Logf("%s: %d RLAs, %d wrong; culprits in top 3 for %d of %d", tr.Fault, len(res.RLAs), len(wrong), culpritsOK, culpritsAsked)
+			for _, w := range wrong[:min(len(wrong), 10)] {
+				t.Logf("  %s", w)
+			}
+			// Single-fault fixtures: every RLA the fault caused is
+			// diagnosed right; the slow-server and quiet controls never
+			// blame the network.
+			if len(tr.Faults) <= 1 && len(wrong) > 0 {
+				t.Errorf("%s: %d RLAs diagnosed wrong (first: %s)", tr.Fault, len(wrong), wrong[0])
+			}
+			if culpritsAsked > 0 && culpritsOK < culpritsAsked {
+				t.Errorf("%s: the true culprits are in the top 3 for %d of %d RLAs", tr.Fault, culpritsOK, culpritsAsked)
+			}
+			if len(tr.Faults) > 1 {
+				for i, f := range tr.Faults {
+					if len(f.Affected) > 0 && found[i] == 0 {
+						t.Errorf("%s: fault %d (%s %s at %s) diagnosed for no RLA: faults are not separated", tr.Fault, i, f.Buffer.Kind, f.Event, f.Buffer.Node)
+					}
+				}
+			}
+		})
+	}
+	var classes []string
+	for c := range scores {
+		classes = append(classes, c)
+	}
+	sort.Strings(classes)
+	t.Logf("%-34s %9s %9s %9s %9s", "class", "diagnosed", "right", "affected", "found")
+	for _, c := range classes {
+		s := scores[c]
+		t.Logf("%-34s %9d %9d %9d %9d", c, s.diagnosed, s.diagnosedRight, s.affected, s.found)
+	}
+}
+
+func slicesAny(xs []string, f func(string) bool) bool {
+	for _, x := range xs {
+		if f(x) {
+			return true
+		}
+	}
+	return false
+}
