@@ -263,3 +263,27 @@ func BenchmarkGopacketFloor(b *testing.B) {
 	}
 	m.stop(0)
 }
+
+// A host event's inner packet is the victim truncated after its TCP header,
+// options included, so the request tag and the sequence number reach the
+// event's Record: that is how a buffer event is tied to a request.
+func TestHostReportCarriesTag(t *testing.T) {
+	seg := taggedTCPFrame(t)[14:] // IPv4 + TCP with options + 100 payload bytes
+	inner := seg[:20+60]          // truncated after the TCP header
+	ev := HostEvent{Buffer: BufferSockRecv, Event: EventQueuing, Flags: HostFlagStart,
+		OccupancyBytes: 65536, CapacityBytes: 131072, HopLatency: 2500000, Inner: inner}
+	payload, err := AppendHostReport(nil, 7, 0, 1, []HostEvent{ev})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := NewDecoder(DecoderOptions{}).reportRecordsForTest(payload)
+	if len(recs) != 1 {
+		t.Fatalf("records %+v", recs)
+	}
+	r := recs[0]
+	if r.Kind != RecordHostEvent || r.Buffer != BufferSockRecv || r.Event != EventQueuing ||
+		!r.HasTag || r.Tag != benchTag || r.TCPSeq != 1000 || r.Flow.DstPort != 8080 ||
+		r.PayloadLen != 100 || r.Latency != 2500000 || r.Occupancy != 65536 || r.Capacity != 131072 {
+		t.Fatalf("record %+v", r)
+	}
+}
