@@ -172,15 +172,42 @@ func (l *Live) open(name string) (*liveHandle, error) {
 		}
 		return nil, fmt.Errorf("interface %s: opening AF_PACKET ring: %w", name, err)
 	}
-	// The ring starts filling as soon as it is bound, before the filter is
-	// attached, so packets of that instant are neither filtered nor
-	// truncated. Record drops nothing on that account; the window is a
-	// few microseconds and the packets are valid, just longer.
+	// The ring starts filling as soon as the socket is bound, before any
+	// filter is attached, so it may already hold packets the filter would
+	// reject (on a fresh veth: IPv6 neighbour discovery). As libpcap does,
+	// attach a filter that rejects everything, discard what arrived
+	// unfiltered, then attach the real program.
+	if err := tp.SetBPF([]bpf.RawInstruction{{Op: opRetK, K: 0}}); err != nil {
+		tp.Close()
+		return nil, fmt.Errorf("interface %s: attaching capture filter: %w", name, err)
+	}
+	if err := drainRing(tp); err != nil {
+		tp.Close()
+		return nil, fmt.Errorf("interface %s: %w", name, err)
+	}
 	if err := tp.SetBPF(prog); err != nil {
 		tp.Close()
 		return nil, fmt.Errorf("interface %s: attaching capture filter: %w", name, err)
 	}
 	return &liveHandle{name: name, ifindex: ifc.Index, tp: tp, link: lt}, nil
+}
+
+// drainRing discards every packet in the ring. It returns when a poll finds
+// nothing (one poll timeout after the last block retired), or gives up
+// after a second of continuous packets, which can only happen if the
+// reject-all filter did not take.
+func drainRing(tp *afpacket.TPacket) error {
+	deadline := time.Now().Add(time.Second)
+	for time.Now().Before(deadline) {
+		_, _, err := tp.ZeroCopyReadPacketData()
+		if errors.Is(err, afpacket.ErrTimeout) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("draining packets received before the filter: %w", err)
+		}
+	}
+	return errors.New("packets kept arriving through a reject-all filter")
 }
 
 // linkTypeOf maps the interface's ARPHRD type to a pcap link type.

@@ -26,6 +26,9 @@ import (
 // tcpdump, which compiles it, is not installed.
 var ErrNoFilterCompiler = errors.New("tcpdump not found in PATH: it compiles capture filters (apt-get install tcpdump)")
 
+// ErrBadFilter wraps tcpdump's complaint about a filter expression.
+var ErrBadFilter = errors.New("bad capture filter")
+
 // maxKeep is what "keep the whole packet" returns from the kernel filter:
 // the largest packet a TPACKET_V3 frame of liveFrameSize holds.
 const maxKeep = 65535
@@ -54,7 +57,7 @@ func compileExpr(tcpdump, iface, dlt, expr string) ([]bpf.RawInstruction, error)
 		if msg == "" {
 			msg = err.Error()
 		}
-		return nil, fmt.Errorf("filter %q on %s: %s", expr, iface, msg)
+		return nil, fmt.Errorf("filter %q on %s: %w: %s", expr, iface, ErrBadFilter, msg)
 	}
 	return parseDDD(out)
 }

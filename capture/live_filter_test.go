@@ -1,6 +1,7 @@
 package capture
 
 import (
+	"errors"
 	"os/exec"
 	"testing"
 
@@ -153,7 +154,10 @@ func TestCompileExprReportsSyntaxError(t *testing.T) {
 	if err == nil {
 		t.Fatal("bad expression compiled")
 	}
-	if want := `filter "udp port" on lo: can't parse filter expression: syntax error`; err.Error() != want {
+	if !errors.Is(err, ErrBadFilter) {
+		t.Errorf("%v does not wrap ErrBadFilter", err)
+	}
+	if want := `filter "udp port" on lo: bad capture filter: can't parse filter expression: syntax error`; err.Error() != want {
 		t.Errorf("got %q, want %q", err, want)
 	}
 	if _, err := compileExpr("/nonexistent/tcpdump", "lo", "EN10MB", "udp"); err == nil {
