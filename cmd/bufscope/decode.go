@@ -191,7 +191,7 @@ func runDecode(ctx context.Context, o *decodeOptions) error {
 		}
 		if err != nil {
 			out.Flush()
-			return inputError{fmt.Errorf("%w; %d packets read before it", err, n)}
+			return inputError{fmt.Errorf("%w; %d packets read before it", oneLine(err), n)}
 		}
 		n++
 		if err := pr.print(n, pkt); err != nil {
@@ -200,6 +200,20 @@ func runDecode(ctx context.Context, o *decodeOptions) error {
 	}
 	return out.Flush()
 }
+
+// oneLine keeps an error to one line: several damaged inputs come back
+// as errors.Join, which separates them with newlines.
+func oneLine(err error) error {
+	if !strings.Contains(err.Error(), "\n") {
+		return err
+	}
+	return lineError{err}
+}
+
+type lineError struct{ err error }
+
+func (e lineError) Error() string { return strings.ReplaceAll(e.err.Error(), "\n", "; ") }
+func (e lineError) Unwrap() error { return e.err }
 
 // firstTimestamp is the earliest first-packet time of the files, the origin
 // of relative --from/--to values.

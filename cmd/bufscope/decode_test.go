@@ -312,3 +312,32 @@ func TestDecodeBadFiles(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodeTwoDamagedFiles: both files' damage is reported, on one line.
+func TestDecodeTwoDamagedFiles(t *testing.T) {
+	dir := t.TempDir()
+	var files []string
+	for _, name := range []string{"a.zst", "b.zst"} {
+		path := filepath.Join(dir, name)
+		makeTrace(t, path, "h/"+name, 0)
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, b[:len(b)*2/3], 0o600); err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, path)
+	}
+	out, err := decodeRun(t, decodeOptions{Files: files})
+	if exitCode(err) != exitBadInput {
+		t.Fatalf("exit %d (%v)", exitCode(err), err)
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "\n") || !strings.Contains(msg, files[0]) || !strings.Contains(msg, files[1]) {
+		t.Errorf("error %q: want one line naming both files", msg)
+	}
+	if strings.Count(out, "\n") == 0 {
+		t.Error("no intact packets printed")
+	}
+}

@@ -10,6 +10,8 @@ import (
 	"runtime/debug"
 	"strings"
 	"testing"
+
+	"github.com/spf13/cobra"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files in testdata/golden")
@@ -119,12 +121,19 @@ func TestHelpListsExitCodesAndExamples(t *testing.T) {
 	if code != 0 || !strings.Contains(out, exitCodesHelp) {
 		t.Errorf("--help (exit %d) lacks the exit codes:\n%s", code, out)
 	}
-	root := newRootCmd(ioStreams{})
-	for _, c := range root.Commands() {
-		if c.Example == "" {
-			t.Errorf("command %q has no examples in --help", c.Name())
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		for _, sub := range c.Commands() {
+			if sub.Hidden || sub.Name() == "help" {
+				continue
+			}
+			if sub.Example == "" {
+				t.Errorf("command %q has no examples in --help", sub.CommandPath())
+			}
+			walk(sub)
 		}
 	}
+	walk(newRootCmd(ioStreams{}))
 }
 
 func TestVersion(t *testing.T) {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"os"
 	"strings"
 	"time"
 
@@ -115,14 +117,21 @@ func runRecord(ctx context.Context, o *recordOptions) error {
 	if o.ReportPort > 0 {
 		lo.KeepWhole = fmt.Sprintf("udp dst port %d", o.ReportPort)
 	}
+	for _, name := range o.Interfaces {
+		if _, err := net.InterfaceByName(name); err != nil {
+			return usageError{fmt.Errorf("record: -i %s: no such network interface (ip link lists them)", name)}
+		}
+	}
 	live, err := capture.OpenLive(lo)
 	switch {
 	case errors.Is(err, capture.ErrNotPermitted):
 		return privilegeError{fmt.Errorf("record: %w: run it as root, or grant the binary cap_net_raw (setcap cap_net_raw+ep)", err)}
 	case errors.Is(err, capture.ErrNoFilterCompiler):
 		return privilegeError{fmt.Errorf("record: %w; or record whole packets without a filter: --snap-len 0 --report-port 0", err)}
+	case errors.Is(err, capture.ErrBadFilter):
+		return usageError{fmt.Errorf("record: -f: %w", err)}
 	case err != nil:
-		return usageError{fmt.Errorf("record: %w", err)}
+		return fmt.Errorf("record: %w", err)
 	}
 	defer live.Close()
 	topo, err := live.Topology()
@@ -140,6 +149,9 @@ func runRecord(ctx context.Context, o *recordOptions) error {
 			Overwrite:     o.Overwrite,
 		},
 	})
+	if errors.Is(err, os.ErrExist) {
+		return usageError{fmt.Errorf("record: -o %s: %w; pass --overwrite to replace it", o.Output, err)}
+	}
 	if err != nil {
 		return fmt.Errorf("record: -o %s: %w", o.Output, err)
 	}

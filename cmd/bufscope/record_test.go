@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -278,4 +279,165 @@ func TestRecordSIGKILLLosesAtMostOneSecond(t *testing.T) {
 		t.Errorf("killed recorder's trace reads as complete (%s) without an error", format)
 	}
 	t.Logf("read %d of %d datagrams (%s); end: %v", len(seqs), len(s.sent), format, err)
+}
+
+// recordInProcess runs the record command's run function with in-memory
+// streams, as the tests of other commands do.
+// Read the returned stderr buffer only after done delivered the result.
+func recordInProcess(t *testing.T, o recordOptions) (*bytes.Buffer, chan error) {
+	t.Helper()
+	s, _, errOut := testStreams()
+	o.IO = s
+	if o.FrameInterval == 0 {
+		o.FrameInterval = 500 * time.Millisecond
+	}
+	done := make(chan error, 1)
+	go func() { done <- runRecord(t.Context(), &o) }()
+	return errOut, done
+}
+
+func waitFile(t *testing.T, path string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s was not created", path)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestRecordRunCountAndRotation(t *testing.T) {
+	l := newLab(t, 3)
+	dir := t.TempDir()
+	out := filepath.Join(dir, "rot.pcapng.zst")
+	stderr, done := recordInProcess(t, recordOptions{
+		Interfaces: []string{l.host}, Output: out, Filter: "udp dst port 9999", SnapLen: 192, ReportPort: 32766,
+		RotateEvery: 150 * time.Millisecond, Count: 300, Hostname: "lab",
+	})
+	waitFile(t, capture.RotatedName(out, 1))
+	s := newSender(t, l)
+	for range 10 {
+		s.send(t, 40) // 400 in all: the recorder stops at 300
+		time.Sleep(60 * time.Millisecond)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("record --count 300 did not stop after 400 packets")
+	}
+	if sum := stderr.String(); !strings.HasPrefix(sum, "recorded 300 packets") || strings.Count(sum, "\n") != 1 {
+		t.Errorf("summary %q: want one line starting 'recorded 300 packets'", sum)
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "rot-*.pcapng.zst"))
+	if len(files) < 2 {
+		t.Fatalf("files %v: want several with --rotate-every 150ms over 600 ms", files)
+	}
+	total := 0
+	for i, f := range files {
+		if want := capture.RotatedName(out, i+1); f != want {
+			t.Errorf("file %d is %s, want %s", i, f, want)
+		}
+		seqs, format, err := recordedSeqs(t, f)
+		if err != nil || format != "bufscope seekable zstd pcapng" {
+			t.Errorf("%s: %s, %v: want a complete trace", f, format, err)
+		}
+		total += len(seqs)
+	}
+	if total != 300 {
+		t.Errorf("%d packets in %d files, want exactly 300", total, len(files))
+	}
+}
+
+func TestRecordRunDurationWithoutTraffic(t *testing.T) {
+	l := newLab(t, 4)
+	out := filepath.Join(t.TempDir(), "quiet.zst")
+	start := time.Now()
+	_, done := recordInProcess(t, recordOptions{Interfaces: []string{l.host}, Output: out, Filter: "udp dst port 9999", SnapLen: 192, Duration: 300 * time.Millisecond})
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d < 300*time.Millisecond || d > 5*time.Second {
+		t.Errorf("--duration 300ms took %s", d)
+	}
+	seqs, format, err := recordedSeqs(t, out)
+	if err != nil || len(seqs) != 0 || format != "bufscope seekable zstd pcapng" {
+		t.Errorf("%d packets, %s, %v: want an empty complete trace", len(seqs), format, err)
+	}
+	// The same name again without --overwrite is refused as a usage error.
+	_, done = recordInProcess(t, recordOptions{Interfaces: []string{l.host}, Output: out, SnapLen: 192, Duration: time.Millisecond})
+	if err := <-done; exitCode(err) != exitUsage || !strings.Contains(err.Error(), "--overwrite") {
+		t.Errorf("existing output: %v, want a usage error suggesting --overwrite", err)
+	}
+}
+
+func TestRecordRunBadInterfaceAndFilter(t *testing.T) {
+	l := newLab(t, 5)
+	out := filepath.Join(t.TempDir(), "x.zst")
+	for _, o := range []recordOptions{
+		{Interfaces: []string{"bst-nope0"}, Output: out, SnapLen: 192},
+		{Interfaces: []string{l.host}, Output: out, SnapLen: 192, Filter: "udp port"},
+	} {
+		_, done := recordInProcess(t, o)
+		err := <-done
+		if exitCode(err) != exitUsage || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%+v: %v: want a one-line usage error", o.Interfaces, err)
+		}
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Error("a refused recording created its output file")
+	}
+}
+
+// TestRecordRunDiskFull records whole, incompressible packets onto a small
+// tmpfs: the command fails with the file and the safe packet count.
+func TestRecordRunDiskFull(t *testing.T) {
+	l := newLab(t, 6)
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=128k", "bst-full", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount tmpfs: %v: %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", dir).Run() })
+	out := filepath.Join(dir, "full.zst")
+	_, done := recordInProcess(t, recordOptions{
+		Interfaces: []string{l.host}, Output: out, Filter: "udp dst port 9999", FrameInterval: 50 * time.Millisecond,
+	})
+	waitFile(t, out)
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: l.src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	buf := make([]byte, 1400)
+	var recErr error
+	for i := 0; i < 2000 && recErr == nil; i++ {
+		_, _ = rand.Read(buf)
+		if _, err := c.WriteTo(buf, &net.UDPAddr{IP: l.dst, Port: 9999}); err != nil {
+			t.Fatal(err)
+		}
+		if i%20 == 19 {
+			select {
+			case recErr = <-done:
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}
+	if recErr == nil {
+		select {
+		case recErr = <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("recording onto a full disk did not stop")
+		}
+	}
+	msg := recErr.Error()
+	if exitCode(recErr) != exitFailure || !strings.Contains(msg, out) || !strings.Contains(msg, "disk full") ||
+		!strings.Contains(msg, "packets before the failed write are safe") {
+		t.Errorf("exit %d: %q: want a disk-full error naming %s and the safe packets", exitCode(recErr), msg, out)
+	}
 }
