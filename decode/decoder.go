@@ -474,49 +474,7 @@ func (d *Decoder) v2Records(base *Record, dst []Record) []Record {
 			dst = append(dst, r)
 			continue
 		}
-		b := &rp.Baseline
-		bits := rp.RepMdBits
-		switch {
-		case rp.DomainID == HostDomainID && rp.DSMdBits&HostMdBufferEvent != 0:
-			r.Kind = RecordHostEvent
-		case rp.D || bits&RepMdDropReason != 0:
-			r.Kind = RecordDrop
-		case rp.Q:
-			r.Kind = RecordQueue
-		default:
-			r.Kind = RecordHop
-		}
-		r.IngressPort, r.EgressPort = uint32(b.IngressPort), uint32(b.EgressPort)
-		if bits&RepMdL2Ports != 0 && bits&RepMdL1Ports == 0 {
-			r.IngressPort, r.EgressPort = b.L2IngressPort, b.L2EgressPort
-		}
-		r.Latency = b.HopLatency
-		switch {
-		case bits&RepMdQueueOcc != 0:
-			r.QueueID, r.Occupancy = b.QueueID, b.QueueOccupancy
-		case bits&RepMdBufferOcc != 0:
-			r.QueueID, r.Occupancy = b.BufferID, b.BufferOccupancy
-		}
-		r.IngressTS, r.EgressTS = b.IngressTS, b.EgressTS
-		if bits&RepMdDropReason != 0 {
-			r.HasDropReason, r.DropReason = true, uint32(b.DropReason)
-			if bits&RepMdQueueOcc == 0 {
-				r.QueueID = b.DropQueueID
-			}
-		}
-		if rp.DomainID == HostDomainID {
-			h, ds := &rp.Host, rp.DSMdBits
-			r.Buffer, r.Event, r.EventFlags = h.Buffer, h.Event, h.Flags
-			if ds&HostMdOccBytes != 0 {
-				r.Occupancy, r.Capacity = h.OccupancyBytes, h.CapacityBytes
-			}
-			r.OccupancyPackets, r.CapacityPackets = h.OccupancyPackets, h.CapacityPackets
-			if ds&HostMdDropReason != 0 {
-				r.HasDropReason, r.DropReason = true, h.DropReason
-			}
-			r.DropReasonName = h.DropReasonName
-			r.RcvWnd, r.SndCwnd, r.Duration = h.RcvWnd, h.SndCwnd, h.Duration
-		}
+		fillV2(&r, rp)
 		var link layers.LinkType
 		inType, inner := rp.InnerPacket()
 		switch inType {
@@ -531,6 +489,54 @@ func (d *Decoder) v2Records(base *Record, dst []Record) []Record {
 		dst = d.innerRecords(&r, link, inner, dst)
 	}
 	return dst
+}
+
+// fillV2 sets a record's kind and buffer state from one understood
+// individual report.
+func fillV2(r *Record, rp *ReportV2) {
+	b, bits := &rp.Baseline, rp.RepMdBits
+	switch {
+	case rp.DomainID == HostDomainID && rp.DSMdBits&HostMdBufferEvent != 0:
+		r.Kind = RecordHostEvent
+	case rp.D || bits&RepMdDropReason != 0:
+		r.Kind = RecordDrop
+	case rp.Q:
+		r.Kind = RecordQueue
+	default:
+		r.Kind = RecordHop
+	}
+	r.IngressPort, r.EgressPort = uint32(b.IngressPort), uint32(b.EgressPort)
+	if bits&RepMdL2Ports != 0 && bits&RepMdL1Ports == 0 {
+		r.IngressPort, r.EgressPort = b.L2IngressPort, b.L2EgressPort
+	}
+	r.Latency = b.HopLatency
+	switch {
+	case bits&RepMdQueueOcc != 0:
+		r.QueueID, r.Occupancy = b.QueueID, b.QueueOccupancy
+	case bits&RepMdBufferOcc != 0:
+		r.QueueID, r.Occupancy = b.BufferID, b.BufferOccupancy
+	}
+	r.IngressTS, r.EgressTS = b.IngressTS, b.EgressTS
+	if bits&RepMdDropReason != 0 {
+		r.HasDropReason, r.DropReason = true, uint32(b.DropReason)
+		if bits&RepMdQueueOcc == 0 {
+			r.QueueID = b.DropQueueID
+		}
+	}
+	if rp.DomainID != HostDomainID {
+		return
+	}
+	h, ds := &rp.Host, rp.DSMdBits
+	r.Buffer, r.Event, r.EventFlags = h.Buffer, h.Event, h.Flags
+	if ds&HostMdOccBytes != 0 {
+		r.Occupancy, r.Capacity = h.OccupancyBytes, h.CapacityBytes
+	}
+	r.OccupancyPackets, r.CapacityPackets = h.OccupancyPackets, h.CapacityPackets
+	if ds&HostMdDropReason != 0 {
+		r.HasDropReason, r.DropReason = true, h.DropReason
+	}
+	r.DropReasonName = h.DropReasonName
+	r.RcvWnd, r.SndCwnd, r.Duration = h.RcvWnd, h.SndCwnd, h.Duration
 }
 
 func (d *Decoder) v1Records(base *Record, dst []Record) []Record {

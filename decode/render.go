@@ -395,61 +395,71 @@ func (d *Decoder) treeReport(t *tree, b []byte) {
 			t.f("Telemetry Report v1.0: %v", err)
 			return
 		}
-		t.f("Telemetry Report v1.0")
-		t.in()
-		t.f("Ver: %d, Length: %d words, NProto: %d, RepMdBits: 0x%02x, D: %d, Q: %d, F: %d, hw_id: %d", r.Version, r.Length, r.NProto, r.RepMdBits, onOff(r.D), onOff(r.Q), onOff(r.F), r.HwID)
-		t.f("Switch ID: %d, Sequence Number: %d, Ingress Timestamp: %d", r.SwitchID, r.Seq, r.IngressTS)
-		if r.Reason != "" {
-			t.f("NOT DECODED: %s", r.Reason)
-			t.out()
-			return
-		}
-		bits := r.RepMdBits
-		if bits&RepV1Ports != 0 {
-			t.f("Ingress port: %d, Egress port: %d", r.IngressPort, r.EgressPort)
-		}
-		if bits&RepV1HopLatency != 0 {
-			t.f("Hop latency: %d", r.HopLatency)
-		}
-		if bits&RepV1QueueOcc != 0 {
-			t.f("Queue ID: %d, Queue occupancy: %d", r.QueueID, r.QueueOccupancy)
-		}
-		if bits&RepV1EgressTS != 0 {
-			t.f("Egress timestamp: %d", r.EgressTS)
-		}
-		if bits&RepV1DropReason != 0 {
-			t.f("Queue ID: %d, Drop reason: %s", r.DropQueueID, switchDrop(r.DropReason))
-		}
-		if bits&RepV1TxUtil != 0 {
-			t.f("Egress port Tx utilization: %d", r.TxUtilization)
-		}
-		d.treeInner(t, map[uint8]layers.LinkType{0: layers.LinkTypeEthernet, 1: layers.LinkTypeRaw, 2: layers.LinkTypeRaw}[r.NProto], r.Payload)
-		t.out()
+		d.treeReportV1(t, &r)
 	case 0:
 		var r TelemetryReportV05
 		if err := r.DecodeFromBytes(b, gopacket.NilDecodeFeedback); err != nil {
 			t.f("Telemetry Report v0.5: %v", err)
 			return
 		}
-		t.f("Telemetry Report v0.5")
-		t.in()
-		t.f("Ver: %d, NProto: %d, D: %d, Q: %d, F: %d, hw_id: %d", r.Version, r.NProto, onOff(r.D), onOff(r.Q), onOff(r.F), r.HwID)
-		t.f("Sequence Number: %d, Ingress Timestamp: %d", r.Seq, r.IngressTS)
-		switch {
-		case r.Reason != "":
-			t.f("NOT DECODED: %s", r.Reason)
-			t.out()
-			return
-		case r.NProto == ReportV05Drop:
-			t.f("Drop Report: Switch ID: %d, Ingress port: %d, Egress port: %d, Queue ID: %d, Drop reason: %s", r.SwitchID, r.IngressPort, r.EgressPort, r.QueueID, switchDrop(r.DropReason))
-		case r.NProto == ReportV05SwitchLocal:
-			t.f("Switch Local Report: Switch ID: %d, Ingress port: %d, Egress port: %d, Queue ID: %d, Queue occupancy: %d, Egress timestamp: %d", r.SwitchID, r.IngressPort, r.EgressPort, r.QueueID, r.QueueOccupancy, r.EgressTS)
-		}
-		d.treeInner(t, layers.LinkTypeEthernet, r.Payload)
-		t.out()
+		d.treeReportV05(t, &r)
 	default:
 		t.f("Telemetry Report: version nibble %d is not 0, 1 or 2; %d bytes not decoded", b[0]>>4, len(b))
 	}
+}
+
+func (d *Decoder) treeReportV1(t *tree, r *TelemetryReportV1) {
+	t.f("Telemetry Report v1.0")
+	t.in()
+	defer t.out()
+	t.f("Ver: %d, Length: %d words, NProto: %d, RepMdBits: 0x%02x, D: %d, Q: %d, F: %d, hw_id: %d", r.Version, r.Length, r.NProto, r.RepMdBits, onOff(r.D), onOff(r.Q), onOff(r.F), r.HwID)
+	t.f("Switch ID: %d, Sequence Number: %d, Ingress Timestamp: %d", r.SwitchID, r.Seq, r.IngressTS)
+	if r.Reason != "" {
+		t.f("NOT DECODED: %s", r.Reason)
+		return
+	}
+	bits := r.RepMdBits
+	if bits&RepV1Ports != 0 {
+		t.f("Ingress port: %d, Egress port: %d", r.IngressPort, r.EgressPort)
+	}
+	if bits&RepV1HopLatency != 0 {
+		t.f("Hop latency: %d", r.HopLatency)
+	}
+	if bits&RepV1QueueOcc != 0 {
+		t.f("Queue ID: %d, Queue occupancy: %d", r.QueueID, r.QueueOccupancy)
+	}
+	if bits&RepV1EgressTS != 0 {
+		t.f("Egress timestamp: %d", r.EgressTS)
+	}
+	if bits&RepV1DropReason != 0 {
+		t.f("Queue ID: %d, Drop reason: %s", r.DropQueueID, switchDrop(r.DropReason))
+	}
+	if bits&RepV1TxUtil != 0 {
+		t.f("Egress port Tx utilization: %d", r.TxUtilization)
+	}
+	link := layers.LinkTypeEthernet
+	if r.NProto != 0 {
+		link = layers.LinkTypeRaw
+	}
+	d.treeInner(t, link, r.Payload)
+}
+
+func (d *Decoder) treeReportV05(t *tree, r *TelemetryReportV05) {
+	t.f("Telemetry Report v0.5")
+	t.in()
+	defer t.out()
+	t.f("Ver: %d, NProto: %d, D: %d, Q: %d, F: %d, hw_id: %d", r.Version, r.NProto, onOff(r.D), onOff(r.Q), onOff(r.F), r.HwID)
+	t.f("Sequence Number: %d, Ingress Timestamp: %d", r.Seq, r.IngressTS)
+	switch {
+	case r.Reason != "":
+		t.f("NOT DECODED: %s", r.Reason)
+		return
+	case r.NProto == ReportV05Drop:
+		t.f("Drop Report: Switch ID: %d, Ingress port: %d, Egress port: %d, Queue ID: %d, Drop reason: %s", r.SwitchID, r.IngressPort, r.EgressPort, r.QueueID, switchDrop(r.DropReason))
+	case r.NProto == ReportV05SwitchLocal:
+		t.f("Switch Local Report: Switch ID: %d, Ingress port: %d, Egress port: %d, Queue ID: %d, Queue occupancy: %d, Egress timestamp: %d", r.SwitchID, r.IngressPort, r.EgressPort, r.QueueID, r.QueueOccupancy, r.EgressTS)
+	}
+	d.treeInner(t, layers.LinkTypeEthernet, r.Payload)
 }
 
 func switchDrop(code uint8) string {
