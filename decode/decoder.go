@@ -115,16 +115,13 @@ type pkt struct {
 	ifa       bool
 }
 
-const (
-	reasonTagMalformed = "request tag option with our ExID is malformed (length, version or message kind)"
-	reasonIPTruncated  = "IP header truncated or invalid"
-)
+const reasonTagMalformed = "request tag option with our ExID is malformed (length, version or message kind)"
 
 // Records decodes one captured packet and appends its Records to dst: one
 // RecordPacket for a TCP/UDP data packet, plus one Record per INT or IFA hop
 // it carries; or, for a Telemetry Report, one Record per individual report
-// and per hop in the INT stack of its inner packet. Packets that are neither
-// IP nor telemetry add nothing.
+// and per hop in the INT stack of its inner packet. Packets that are not IP,
+// or whose IP header is cut short, add nothing.
 //
 // ts is the capture time in ns since the Unix epoch, iface the capture
 // interface, link the capture's link type (Ethernet, raw IP). data is read,
