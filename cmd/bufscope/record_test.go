@@ -242,6 +242,21 @@ func TestRecordSIGINTLosesNothing(t *testing.T) {
 	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("trace mode: %v %v, want 0600", fi.Mode(), err)
 	}
+	// Wireshark's reader must see the same packets, cut to the snap
+	// length, on the named capture point.
+	if _, err := exec.LookPath("tshark"); err != nil {
+		t.Log("tshark not installed: interop check skipped")
+		return
+	}
+	out, err := exec.Command("tshark", "-r", path, "-T", "fields", "-e", "udp.dstport", "-e", "frame.cap_len", "-e", "frame.interface_name").Output()
+	if err != nil {
+		t.Fatalf("tshark: %v", err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	want := "9999\t106\tlab/" + l.host // 14+20+8+64 bytes: below the snap length
+	if len(lines) != len(s.sent) || lines[0] != want || lines[len(lines)-1] != want {
+		t.Errorf("tshark read %d packets (first %q), want %d like %q", len(lines), lines[0], len(s.sent), want)
+	}
 }
 
 func TestRecordSIGKILLLosesAtMostOneSecond(t *testing.T) {
