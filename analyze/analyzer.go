@@ -141,7 +141,7 @@ func (a *Analyzer) packet(r *decode.Record) {
 		return
 	}
 	a.stats.Packets++
-	o := obs{point: uint64(r.Interface) | 1<<63, enter: r.Time, at: r.Time, ev: evidenceOf(r, r.Time)}
+	o := obs{point: uint64(r.Interface) | capturePoint, enter: r.Time, at: r.Time, ev: evidenceOf(r, r.Time)}
 	a.segment(r, &o)
 }
 

@@ -152,6 +152,8 @@ func (a *Analyzer) report(r *decode.Record) {
 		} else {
 			a.condition(id, EvQueuing, enter, at, residence, ev, 0)
 		}
+	case residence > int64(a.opts.QueueResidence) && isQueue(id.Kind) && a.stalledAt(id, enter):
+		a.condition(id, EvStall, enter, at, residence, ev, 0)
 	case residence > int64(a.opts.QueueResidence):
 		// A message-start or flow report that waited long is queuing
 		// evidence even when no threshold report came.

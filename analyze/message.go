@@ -18,6 +18,10 @@ type obs struct {
 	ev      Evidence
 }
 
+// capturePoint marks obs.point values of capture interfaces (buffers use
+// pointOf).
+const capturePoint = 1 << 63
+
 // segObs remembers where a message's segment was first seen, to tell a
 // retransmission (same point, same bytes, later) from the same segment
 // passing another point.
@@ -177,7 +181,10 @@ func (m *message) segment(o *obs, off, n uint32) bool {
 		s.seen |= bit
 	}
 	if seenHere {
-		if later {
+		// Only a capture point (or a host's retransmission report) can
+		// tell a retransmission: a buffer reports the same segment more
+		// than once (entering, queued, leaving).
+		if later && (o.point&capturePoint != 0 || o.ev.Event == decode.EventRetransmit) {
 			m.retrans++
 			if w := o.at - earliest; w > m.rtxWait {
 				m.rtxWait = w

@@ -60,7 +60,7 @@ type RPC struct {
 	rules      []Rule
 	reqFlow    decode.Flow
 	serverNode uint32
-	hol        int64 // server time spent behind the previous response still in transit
+	hol        int64  // server time spent behind the previous response still in transit
 	coarse     string // class of the server endpoint alone, used until the sized class has a baseline
 }
 
