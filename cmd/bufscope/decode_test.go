@@ -341,3 +341,19 @@ func TestDecodeTwoDamagedFiles(t *testing.T) {
 		t.Error("no intact packets printed")
 	}
 }
+
+// TestDecodeTerminalOutput: on a terminal the columns are aligned and the
+// protocol coloured; the same packet's fields appear as when piped.
+func TestDecodeTerminalOutput(t *testing.T) {
+	f := filepath.Join("testdata", "lo_tcpdump.pcap")
+	s, out, _ := testStreams()
+	s.OutTTY = true
+	if err := runDecode(context.Background(), &decodeOptions{IO: s, Files: []string{f}, Count: 1}); err != nil {
+		t.Fatal(err)
+	}
+	want := "     1   0.000000000 lo_tcpdump.pcap       127.0.0.1 → 127.0.0.1       \x1b[36mTCP     \x1b[0m    74 " +
+		"TCP 127.0.0.1:59480 → 127.0.0.1:47001 [SYN] seq=1242586482 ack=0 win=65495 len=0\n"
+	if out.String() != want {
+		t.Errorf("got  %q\nwant %q", out.String(), want)
+	}
+}
