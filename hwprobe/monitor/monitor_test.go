@@ -191,6 +191,12 @@ func TestQdiscQueuingUnderShaper(t *testing.T) {
 	if st.Lost != 0 {
 		t.Errorf("ring buffer lost %d events", st.Lost)
 	}
+	// Every packet but the few in flight when the monitors attached must
+	// find its enqueue time.
+	if st.DequeueUnmatched*100 > st.DequeueSeen {
+		t.Errorf("%d of %d dequeued packets had no recorded enqueue", st.DequeueUnmatched, st.DequeueSeen)
+	}
+	t.Logf("stats %+v", st)
 }
 
 func TestQdiscQuietWithoutShaper(t *testing.T) {

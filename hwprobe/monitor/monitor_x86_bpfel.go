@@ -13,6 +13,12 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type monitorEnqSlot struct {
+	_   structs.HostLayout
+	Skb uint64
+	Ts  uint64
+}
+
 type monitorEvent struct {
 	_          structs.HostLayout
 	TsNs       uint64
