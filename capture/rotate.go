@@ -124,12 +124,7 @@ func (r *Rotator) due() bool {
 
 func (r *Rotator) closeCurrent() error {
 	err := r.w.Close()
-	st := r.w.Stats()
-	r.done.Packets += st.Packets
-	r.done.PacketBytes += st.PacketBytes
-	r.done.RawBytes += st.RawBytes
-	r.done.CompressedBytes += st.CompressedBytes
-	r.done.Frames += st.Frames
+	r.done = addStats(r.done, r.w.Stats())
 	r.w = nil
 	if err != nil {
 		return r.explain(err)
@@ -209,16 +204,20 @@ func (r *Rotator) Current() string {
 func (r *Rotator) Stats() WriterStats {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	s := r.done
-	if r.w != nil {
-		st := r.w.Stats()
-		s.Packets += st.Packets
-		s.PacketBytes += st.PacketBytes
-		s.RawBytes += st.RawBytes
-		s.CompressedBytes += st.CompressedBytes
-		s.Frames += st.Frames
+	if r.w == nil {
+		return r.done
 	}
-	return s
+	return addStats(r.done, r.w.Stats())
+}
+
+func addStats(a, b WriterStats) WriterStats {
+	return WriterStats{
+		Packets:         a.Packets + b.Packets,
+		PacketBytes:     a.PacketBytes + b.PacketBytes,
+		RawBytes:        a.RawBytes + b.RawBytes,
+		CompressedBytes: a.CompressedBytes + b.CompressedBytes,
+		Frames:          a.Frames + b.Frames,
+	}
 }
 
 // Close completes the current file (frames, time index, seek table).

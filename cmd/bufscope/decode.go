@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"time"
 
 	"github.com/bufscope/bufscope/capture"
 	"github.com/bufscope/bufscope/decode"
@@ -86,41 +85,6 @@ error names the file and offset, and the exit status is 3.`,
 	return cmd
 }
 
-// timeBound is a parsed --from/--to value.
-type timeBound struct {
-	abs        time.Time
-	rel        time.Duration
-	isRel, set bool
-}
-
-func parseTimeBound(flag, s string) (timeBound, error) {
-	if s == "" {
-		return timeBound{}, nil
-	}
-	if strings.HasPrefix(s, "+") {
-		d, err := time.ParseDuration(s[1:])
-		if err != nil || d < 0 {
-			return timeBound{}, usageError{fmt.Errorf("--%s %s: not a duration after the first packet (e.g. +2.5s, +1m30s)", flag, s)}
-		}
-		return timeBound{rel: d, isRel: true, set: true}, nil
-	}
-	t, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
-		return timeBound{}, usageError{fmt.Errorf("--%s %s: not an RFC 3339 time (e.g. 2026-01-02T15:04:05.5Z) or +DURATION", flag, s)}
-	}
-	return timeBound{abs: t, set: true}, nil
-}
-
-func (b timeBound) resolve(first time.Time) time.Time {
-	switch {
-	case !b.set:
-		return time.Time{}
-	case b.isRel:
-		return first.Add(b.rel)
-	}
-	return b.abs
-}
-
 func (o *decodeOptions) validate() error {
 	if o.Verbose && o.JSON {
 		return usageError{errors.New("-V and --json exclude each other: pick the tree or the JSON")}
@@ -128,10 +92,8 @@ func (o *decodeOptions) validate() error {
 	if o.Count < 0 {
 		return usageError{fmt.Errorf("--count %d: must not be negative", o.Count)}
 	}
-	for _, p := range o.ReportPorts {
-		if p == 0 || p > 65535 {
-			return usageError{fmt.Errorf("--report-port %d: not a port number", p)}
-		}
+	if err := checkPorts("report-port", o.ReportPorts); err != nil {
+		return err
 	}
 	if o.Workers < 0 {
 		return usageError{fmt.Errorf("--workers %d: must not be negative", o.Workers)}
@@ -143,24 +105,11 @@ func runDecode(ctx context.Context, o *decodeOptions) error {
 	if err := o.validate(); err != nil {
 		return err
 	}
-	from, err := parseTimeBound("from", o.From)
+	from, to, err := resolveTimeRange(o.From, o.To, o.Files)
 	if err != nil {
 		return err
 	}
-	to, err := parseTimeBound("to", o.To)
-	if err != nil {
-		return err
-	}
-	var first time.Time
-	if from.isRel || to.isRel {
-		if first, err = firstTimestamp(o.Files); err != nil {
-			return err
-		}
-	}
-	ropts := capture.ReaderOptions{From: from.resolve(first), To: to.resolve(first), Workers: o.Workers}
-	if !ropts.From.IsZero() && !ropts.To.IsZero() && !ropts.To.After(ropts.From) {
-		return usageError{fmt.Errorf("--to %s is not after --from %s", o.To, o.From)}
-	}
+	ropts := capture.ReaderOptions{From: from, To: to, Workers: o.Workers}
 
 	readers := make([]*capture.Reader, 0, len(o.Files))
 	defer func() {
@@ -214,30 +163,3 @@ type lineError struct{ err error }
 
 func (e lineError) Error() string { return strings.ReplaceAll(e.err.Error(), "\n", "; ") }
 func (e lineError) Unwrap() error { return e.err }
-
-// firstTimestamp is the earliest first-packet time of the files, the origin
-// of relative --from/--to values.
-func firstTimestamp(files []string) (time.Time, error) {
-	var first time.Time
-	for _, f := range files {
-		r, err := capture.Open(f, capture.ReaderOptions{})
-		if err != nil {
-			return time.Time{}, inputError{err}
-		}
-		p, err := r.Next()
-		r.Close()
-		if errors.Is(err, io.EOF) {
-			continue
-		}
-		if err != nil {
-			return time.Time{}, inputError{err}
-		}
-		if first.IsZero() || p.Timestamp.Before(first) {
-			first = p.Timestamp
-		}
-	}
-	if first.IsZero() {
-		return time.Time{}, inputError{fmt.Errorf("%s: no packets, so a relative --from/--to has no origin", strings.Join(files, ", "))}
-	}
-	return first, nil
-}
