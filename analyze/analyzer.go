@@ -3,6 +3,7 @@ package analyze
 import (
 	"net/netip"
 	"sort"
+	"time"
 
 	"github.com/bufscope/bufscope/decode"
 )
@@ -37,10 +38,11 @@ type Analyzer struct {
 	halves  map[decode.Flow]*halfConn
 	rpcs    map[rpcKey]*rpc
 	buffers map[BufferID]*bufState
-	classes map[string]*class
+	classes map[classKey]*class
 	traces  map[uint64]*traceGroup
 
 	settling []*rpc
+	swept    int64 // trace time of the last full sweep
 	nodes    map[netip.Addr]uint32
 	names    map[uint32]string
 	nextEv   int
@@ -56,7 +58,7 @@ func New(opts Options) *Analyzer {
 		halves:  make(map[decode.Flow]*halfConn),
 		rpcs:    make(map[rpcKey]*rpc),
 		buffers: make(map[BufferID]*bufState),
-		classes: make(map[string]*class),
+		classes: make(map[classKey]*class),
 		traces:  make(map[uint64]*traceGroup),
 		nodes:   make(map[netip.Addr]uint32),
 		names:   make(map[uint32]string),
@@ -411,6 +413,13 @@ func (a *Analyzer) maintain(final bool) {
 		}
 	}
 	a.settling = keep
+	// The sweeps below walk every open RPC, connection, trace and buffer:
+	// done every 50 ms of trace time, they cost little per record and
+	// still evict within a small fraction of the window.
+	if !final && a.now-a.swept < int64(50*time.Millisecond) {
+		return
+	}
+	a.swept = a.now
 	for k, p := range a.rpcs {
 		if p.finalized {
 			delete(a.rpcs, k)

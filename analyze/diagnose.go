@@ -67,11 +67,11 @@ type class struct {
 	sorted []int64
 }
 
-func (a *Analyzer) class(name string) *class {
-	c := a.classes[name]
+func (a *Analyzer) class(k classKey) *class {
+	c := a.classes[k]
 	if c == nil {
 		c = &class{elems: make(map[elemKey]*ring)}
-		a.classes[name] = c
+		a.classes[k] = c
 	}
 	return c
 }
@@ -134,6 +134,7 @@ func (a *Analyzer) judge(r *RPC) {
 		thr := med + int64(a.opts.BaselineMADs*1.4826*float64(mad))
 		thr = max(thr, int64(a.opts.BaselineRatio*float64(med)))
 		if r.Latency > thr {
+			a.name(r)
 			r.rules = append(r.rules, Rule{Name: "baseline-mad", RPC: r.ID, Threshold: thr,
 				Detail: fmt.Sprintf("%s > median %s + %g×1.4826×MAD %s (class %s, n=%d)",
 					dur(r.Latency), dur(med), a.opts.BaselineMADs, dur(mad), r.Class, c.n)})
@@ -142,6 +143,7 @@ func (a *Analyzer) judge(r *RPC) {
 	if p := a.opts.BaselinePercentile; p > 0 && p < 100 && len(sorted) > 0 {
 		thr := sorted[min(len(sorted)-1, int(math.Ceil(p/100*float64(len(sorted))))-1)]
 		if r.Latency > thr {
+			a.name(r)
 			r.rules = append(r.rules, Rule{Name: fmt.Sprintf("baseline-p%g", p), RPC: r.ID, Threshold: thr,
 				Detail: fmt.Sprintf("%s > p%g %s (class %s, n=%d)", dur(r.Latency), p, dur(thr), r.Class, c.n)})
 		}
@@ -151,11 +153,11 @@ func (a *Analyzer) judge(r *RPC) {
 // baselineOf returns the class an RPC is judged against: its sized class
 // once that has enough RPCs, else its server endpoint's, else nil.
 func (a *Analyzer) baselineOf(r *RPC) *class {
-	if c := a.classes[r.Class]; c != nil && c.n >= a.opts.BaselineMin {
+	if c := a.classes[r.cls]; c != nil && c.n >= a.opts.BaselineMin {
 		return c
 	}
-	if c := a.classes[r.coarse]; c != nil && c.n >= a.opts.BaselineMin {
-		r.Class = r.coarse
+	if c := a.classes[r.coarseK]; c != nil && c.n >= a.opts.BaselineMin {
+		r.judgedCoarse = true
 		return c
 	}
 	return nil
@@ -163,7 +165,7 @@ func (a *Analyzer) baselineOf(r *RPC) *class {
 
 func (a *Analyzer) ready(g *traceGroup) bool {
 	for _, r := range g.rpcs {
-		if c := a.classes[r.coarse]; !r.Incomplete && (c == nil || c.n < a.opts.BaselineMin) {
+		if c := a.classes[r.coarseK]; !r.Incomplete && (c == nil || c.n < a.opts.BaselineMin) {
 			return false
 		}
 	}
@@ -200,6 +202,9 @@ func (a *Analyzer) closeTrace(g *traceGroup) {
 	}
 	if !a.opts.From.IsZero() && q.Start < a.opts.From.UnixNano() || !a.opts.To.IsZero() && q.Start >= a.opts.To.UnixNano() {
 		return
+	}
+	for _, r := range g.rpcs {
+		a.name(r)
 	}
 	sort.Slice(g.rpcs, func(i, j int) bool { return g.rpcs[i].Start < g.rpcs[j].Start })
 	q.RPCs = g.rpcs

@@ -2,7 +2,6 @@ package analyze
 
 import (
 	"encoding/json"
-	"fmt"
 	"net/netip"
 	"strconv"
 
@@ -141,7 +140,16 @@ func FlowString(f decode.Flow) string {
 }
 
 // HexID renders an RPC or trace ID as truth files and --explain take it.
-func HexID(id uint64) string { return fmt.Sprintf("0x%016x", id) }
+func HexID(id uint64) string {
+	const digits = "0123456789abcdef"
+	var b [18]byte
+	b[0], b[1] = '0', 'x'
+	for i := 17; i >= 2; i-- {
+		b[i] = digits[id&0xf]
+		id >>= 4
+	}
+	return string(b[:])
+}
 
 // MarshalJSON writes the names of kinds and the flow as text
 // (docs/analyze-json.md).

@@ -41,27 +41,30 @@ type Rule struct {
 
 // RPC is one request/response exchange with its timing and chain.
 type RPC struct {
-	ID         string        `json:"rpc_id"`
-	TraceID    string        `json:"trace_id"`
-	Client     string        `json:"client"`
-	Server     string        `json:"server"`
-	Class      string        `json:"class"`
-	Start      int64         `json:"start_ns"` // client's first request byte out
-	End        int64         `json:"end_ns"`   // client's last response byte in
-	Latency    int64         `json:"latency_ns"`
-	ServerTime int64         `json:"server_time_ns"` // last request byte in to first response byte out
-	Baseline   int64         `json:"baseline_ns"`    // median latency of the class when judged
-	Excess     int64         `json:"excess_ns"`
-	Incomplete bool          `json:"incomplete"` // the response never completed in the trace
-	Request    MessageTiming `json:"request"`
-	Response   MessageTiming `json:"response"`
-	Chain      []Element     `json:"chain"`
-	Effects    []Consequence `json:"consequences"`
-	rules      []Rule
-	reqFlow    decode.Flow
-	serverNode uint32
-	hol        int64  // server time spent behind the previous response still in transit
-	coarse     string // class of the server endpoint alone, used until the sized class has a baseline
+	ID           string        `json:"rpc_id"`
+	TraceID      string        `json:"trace_id"`
+	Client       string        `json:"client"`
+	Server       string        `json:"server"`
+	Class        string        `json:"class"`
+	Start        int64         `json:"start_ns"` // client's first request byte out
+	End          int64         `json:"end_ns"`   // client's last response byte in
+	Latency      int64         `json:"latency_ns"`
+	ServerTime   int64         `json:"server_time_ns"` // last request byte in to first response byte out
+	Baseline     int64         `json:"baseline_ns"`    // median latency of the class when judged
+	Excess       int64         `json:"excess_ns"`
+	Incomplete   bool          `json:"incomplete"` // the response never completed in the trace
+	Request      MessageTiming `json:"request"`
+	Response     MessageTiming `json:"response"`
+	Chain        []Element     `json:"chain"`
+	Effects      []Consequence `json:"consequences"`
+	rules        []Rule
+	reqFlow      decode.Flow
+	serverNode   uint32
+	hol          int64 // server time spent behind the previous response still in transit
+	id, trace    uint64
+	cls          classKey
+	coarseK      classKey // the server endpoint alone, used until the sized class has a baseline
+	judgedCoarse bool
 }
 
 // MessageTiming is one message's timing.

@@ -84,13 +84,8 @@ func (a *Analyzer) finalize(p *rpc) {
 		return
 	}
 	req, resp := p.req, p.resp
-	r := &RPC{ID: HexID(p.id), Start: req.firstOut, reqFlow: req.hc.flow}
-	if p.trace != 0 {
-		r.TraceID = HexID(p.trace)
-	}
+	r := &RPC{Start: req.firstOut, reqFlow: req.hc.flow, id: p.id, trace: p.trace}
 	f := req.hc.flow
-	r.Client = netip.AddrPortFrom(f.SrcAddr(), f.SrcPort).String()
-	r.Server = netip.AddrPortFrom(f.DstAddr(), f.DstPort).String()
 	r.serverNode = a.nodes[f.DstAddr()]
 	r.Request = timing(req)
 	r.Incomplete = resp == nil || !resp.complete
@@ -109,15 +104,16 @@ func (a *Analyzer) finalize(p *rpc) {
 	if size == 0 {
 		size = r.Request.Bytes
 	}
-	r.Class = r.Server + " ~2^" + itoa(int64(bits.Len32(size))) + "B"
-	r.coarse = r.Server
+	server := netip.AddrPortFrom(f.DstAddr(), f.DstPort)
+	r.cls = classKey{server: server, bucket: int8(bits.Len32(size))}
+	r.coarseK = classKey{server: server, bucket: -1}
 	r.Chain = a.chain(r, req, resp)
 	r.Effects = consequences(req, resp)
 	if r.Incomplete {
 		a.stats.Incomplete++
 	} else {
-		a.class(r.Class).add(r)
-		a.class(r.coarse).add(r)
+		a.class(r.cls).add(r)
+		a.class(r.coarseK).add(r)
 	}
 	a.addToTrace(p, r)
 }
@@ -144,7 +140,7 @@ func (a *Analyzer) chain(r *RPC, req, resp *message) []Element {
 	appTime := r.ServerTime - r.hol
 	if r.hol > 0 {
 		id := BufferID{Node: r.serverNode, Kind: ElementKind(decode.BufferSockSend)}
-		out = append(out, Element{Dir: "server", Kind: id.Kind.String(), Buffer: a.bufferName(id), NodeID: id.Node,
+		out = append(out, Element{Dir: "server", Kind: id.Kind.String(), NodeID: id.Node,
 			Start: req.end(), End: req.end() + r.hol, Time: r.hol, id: id})
 	}
 	for i := range out {
@@ -154,7 +150,7 @@ func (a *Analyzer) chain(r *RPC, req, resp *message) []Element {
 		}
 	}
 	app := BufferID{Node: r.serverNode, Kind: ElemApplication}
-	e := Element{Dir: "server", Kind: app.Kind.String(), Buffer: a.bufferName(app), NodeID: app.Node, Time: max(0, appTime), id: app}
+	e := Element{Dir: "server", Kind: app.Kind.String(), NodeID: app.Node, Time: max(0, appTime), id: app}
 	if resp != nil && resp.seen {
 		e.Start, e.End = req.end(), resp.firstOut
 	}
@@ -173,14 +169,14 @@ func (a *Analyzer) direction(out []Element, dir string, m *message) []Element {
 		if k := b.id.Kind; dir == "request" && (k == ElementKind(decode.BufferSockRecv) || k == ElementKind(decode.BufferAppRecv)) {
 			// After the message arrived (see chain): not transfer time.
 			out = append(out, Element{
-				Dir: dir, Kind: b.id.Kind.String(), Buffer: a.bufferName(b.id), NodeID: b.id.Node,
+				Dir: dir, Kind: b.id.Kind.String(), NodeID: b.id.Node,
 				Port: b.id.Port, Queue: b.id.Queue, Start: b.first, End: b.last,
 				Time: int64(b.maxRes), Reports: b.n, id: b.id, ev: b.ev,
 			})
 			continue
 		}
 		out = append(out, Element{
-			Dir: dir, Kind: b.id.Kind.String(), Buffer: a.bufferName(b.id), NodeID: b.id.Node,
+			Dir: dir, Kind: b.id.Kind.String(), NodeID: b.id.Node,
 			Port: b.id.Port, Queue: b.id.Queue, Start: b.first, End: b.last,
 			Time: int64(b.maxRes), Reports: b.n, id: b.id, ev: b.ev,
 		})
@@ -258,4 +254,51 @@ func (a *Analyzer) addToTrace(p *rpc, r *RPC) {
 	}
 	g.rpcs = append(g.rpcs, r)
 	g.last = max(g.last, r.End, a.now)
+}
+
+// classKey names an RPC class: the server endpoint and the power of two
+// of the response size (bucket -1: the endpoint alone).
+type classKey struct {
+	server netip.AddrPort
+	bucket int8
+}
+
+func (k classKey) String() string {
+	if k.bucket < 0 {
+		return k.server.String()
+	}
+	return k.server.String() + " ~2^" + itoa(int64(k.bucket)) + "B"
+}
+
+// name fills an RPC's text fields. Only RPCs that are reported get names,
+// which keeps string building off the per-RPC path.
+func (a *Analyzer) name(r *RPC) {
+	if r.ID != "" {
+		return
+	}
+	r.ID = HexID(r.id)
+	if r.trace != 0 {
+		r.TraceID = HexID(r.trace)
+	}
+	f := r.reqFlow
+	r.Client = netip.AddrPortFrom(f.SrcAddr(), f.SrcPort).String()
+	r.Server = netip.AddrPortFrom(f.DstAddr(), f.DstPort).String()
+	r.Class = r.cls.String()
+	if r.judgedCoarse {
+		r.Class = r.coarseK.String()
+	}
+	for i := range r.Chain {
+		e := &r.Chain[i]
+		switch e.id.Kind {
+		case ElemWire:
+			e.Buffer = "wire"
+		case ElemRetransmit:
+			e.Buffer = "retransmit-wait"
+		default:
+			e.Buffer = a.bufferName(e.id)
+		}
+	}
+	for i := range r.rules {
+		r.rules[i].RPC = r.ID
+	}
 }
