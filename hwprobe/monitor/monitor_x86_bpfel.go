@@ -13,10 +13,10 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-type monitorEnqSlot struct {
+type monitorEnqSet struct {
 	_   structs.HostLayout
-	Skb uint64
-	Ts  uint64
+	Skb [4]uint64
+	Ts  [4]uint64
 }
 
 type monitorEvent struct {
