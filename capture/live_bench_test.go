@@ -4,7 +4,6 @@ package capture
 
 import (
 	"net"
-	"path/filepath"
 	"testing"
 	"time"
 )
@@ -17,16 +16,7 @@ import (
 // bound of what the recorder sustains. Reported: recorded packets/s and
 // kernel drops (which must stay 0 for the rate to count).
 func BenchmarkLiveRecord(b *testing.B) {
-	l := newVethLab(b)
-	live, err := OpenLive(LiveOptions{Interfaces: []string{l.Host}, Filter: "udp dst port 9999", Hostname: "bench"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	rot, err := NewRotator(RotateOptions{Path: filepath.Join(b.TempDir(), "bench.zst"), Writer: WriterOptions{Interfaces: live.Interfaces()}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	stop, _ := startRecord(b, live, rot, RecordLimits{})
+	l, live, rot, stop := recordPort9999(b)
 	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: l.HostIP})
 	if err != nil {
 		b.Fatal(err)

@@ -145,6 +145,25 @@ func startRecord(t testing.TB, live *Live, sink Sink, limits RecordLimits) (stop
 	return stop, finished
 }
 
+// recordPort9999 records UDP to port 9999 on a fresh lab's veth into a
+// trace in a temporary directory. Cleanup stops the recording and closes
+// the rotator (a test that reads the file closes it itself first).
+func recordPort9999(tb testing.TB) (*vethLab, *Live, *Rotator, func() error) {
+	tb.Helper()
+	l := newVethLab(tb)
+	live, err := OpenLive(LiveOptions{Interfaces: []string{l.Host}, Filter: "udp dst port 9999", Hostname: "lab"})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	rot, err := NewRotator(RotateOptions{Path: filepath.Join(tb.TempDir(), "trace.zst"), Writer: WriterOptions{Interfaces: live.Interfaces()}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { rot.Close() })
+	stop, _ := startRecord(tb, live, rot, RecordLimits{})
+	return l, live, rot, stop
+}
+
 func TestLiveRecordCountsAndSnap(t *testing.T) {
 	l := newVethLab(t)
 	live, err := OpenLive(LiveOptions{
