@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -355,5 +356,42 @@ func TestDecodeTerminalOutput(t *testing.T) {
 		"TCP 127.0.0.1:59480 → 127.0.0.1:47001 [SYN] seq=1242586482 ack=0 win=65495 len=0\n"
 	if out.String() != want {
 		t.Errorf("got  %q\nwant %q", out.String(), want)
+	}
+}
+
+// TestDecodeSameCaptureInOtherContainers: the tcpdump capture compressed
+// by the zstd tool and rewritten as pcapng by tshark decodes to the same
+// lines (the capture-point column aside, which names the pcap file or the
+// pcapng interface).
+func TestDecodeSameCaptureInOtherContainers(t *testing.T) {
+	src := filepath.Join("testdata", "lo_tcpdump.pcap")
+	want, err := decodeRun(t, decodeOptions{Files: []string{src}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	conversions := map[string][]string{
+		"lo.pcap.zst": {"zstd", "-q", "-19", src, "-o"},
+		"lo.pcapng":   {"tshark", "-r", src, "-F", "pcapng", "-w"},
+	}
+	for name, argv := range conversions {
+		t.Run(name, func(t *testing.T) {
+			if _, err := exec.LookPath(argv[0]); err != nil {
+				t.Skipf("%s not installed", argv[0])
+			}
+			out := filepath.Join(dir, name)
+			if b, err := exec.Command(argv[0], append(argv[1:], out)...).CombinedOutput(); err != nil {
+				t.Fatalf("%s: %v: %s", argv[0], err, b)
+			}
+			got, err := decodeRun(t, decodeOptions{Files: []string{out}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, col := range []int{0, 1, 3, 4, 5, 6, 7} {
+				if g, w := column(got, col), column(want, col); strings.Join(g, "\n") != strings.Join(w, "\n") {
+					t.Errorf("column %d differs:\n%v\nwant\n%v", col+1, g, w)
+				}
+			}
+		})
 	}
 }
