@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
 	"github.com/gopacket/gopacket"
 
 	"github.com/bufscope/bufscope/decode"
@@ -214,6 +215,20 @@ func TestDeployExportsAndLeavesNothingBehind(t *testing.T) {
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
+	}
+	// No link in the kernel still points at one of our programs.
+	ours := map[ebpf.ProgramID]bool{}
+	for _, id := range progs {
+		ours[id] = true
+	}
+	var it link.Iterator
+	for it.Next() {
+		if info, err := it.Link.Info(); err == nil && ours[info.Program] {
+			t.Errorf("link %d (type %v) to program %d still attached after Close", info.ID, info.Type, info.Program)
+		}
+	}
+	if err := it.Err(); err != nil {
+		t.Errorf("iterating links: %v", err)
 	}
 	if _, err := os.Stat("/sys/fs/bpf/bufscope/tags"); err == nil {
 		t.Errorf("tagger pin /sys/fs/bpf/bufscope/tags left behind")
