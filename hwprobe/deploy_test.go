@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -322,3 +323,34 @@ func TestDeployCollectorInsideNetns(t *testing.T) {
 }
 
 func must[T any](v T, _ error) T { return v }
+
+// TestDeployRefusesAsNobody runs TestDeployRefusesWithoutRoot as user
+// nobody from a root test run, so the refusal path is exercised in CI too.
+func TestDeployRefusesAsNobody(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to switch to user nobody (the unprivileged case runs directly)")
+	}
+	dir, err := os.MkdirTemp("", "bst-deploy-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	bin, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe := filepath.Join(dir, "hwprobe.test")
+	if err := os.WriteFile(exe, bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, "-test.run=^TestDeployRefusesWithoutRoot$", "-test.v")
+	cmd.Dir = dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: TestDeployRefusesWithoutRoot") {
+		t.Fatalf("as nobody: %v\n%s", err, out)
+	}
+}
