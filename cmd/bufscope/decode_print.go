@@ -22,10 +22,11 @@ type packetPrinter struct {
 	enc    *json.Encoder
 	dec    *decode.Decoder
 	recs   []decode.Record // reused between packets
+	outer  *outerHeaders
 }
 
 func newPacketPrinter(w io.Writer, o *decodeOptions, src *capture.Merged) *packetPrinter {
-	p := &packetPrinter{w: w, o: o, src: src, dec: decode.NewDecoder(o.decoderOptions())}
+	p := &packetPrinter{w: w, o: o, src: src, dec: decode.NewDecoder(o.decoderOptions()), outer: newOuterHeaders()}
 	if o.JSON {
 		p.enc = json.NewEncoder(w)
 		p.enc.SetEscapeHTML(false)
@@ -72,7 +73,7 @@ func (p *packetPrinter) print(n int, pkt capture.Packet) error {
 			Relative:   rel, File: file, Point: point, CapLen: pkt.CaptureLength,
 		})
 	}
-	c := lineColumns(ifc.LinkType, pkt.Data, p.recs)
+	c := p.outer.lineColumns(ifc.LinkType, pkt.Data, p.recs)
 	if !p.o.IO.OutTTY {
 		_, err := fmt.Fprintf(p.w, "%d\t%.9f\t%s\t%s\t%s\t%s\t%d\t%s\n",
 			n, rel, point, c.Src, c.Dst, c.Protocol, pkt.Length, c.Info)

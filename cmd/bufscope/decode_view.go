@@ -19,17 +19,62 @@ var protocolNames = map[decode.Source]string{
 	decode.SourceReportV0: "TR-0.5",
 }
 
+// outerHeaders reads the outer addresses (IP, or MAC for other frames such
+// as ARP, as tshark shows them) and the innermost header gopacket knows,
+// for the address and protocol columns. It reuses its layers, so a
+// line costs no allocation here; not safe for concurrent use.
+type outerHeaders struct {
+	eth     layers.Ethernet
+	dot1q   layers.Dot1Q
+	ip4     layers.IPv4
+	ip6     layers.IPv6
+	arp     layers.ARP
+	tcp     layers.TCP
+	udp     layers.UDP
+	icmp4   layers.ICMPv4
+	icmp6   layers.ICMPv6
+	gre     layers.GRE
+	byLink  map[gopacket.LayerType]*gopacket.DecodingLayerParser
+	decoded []gopacket.LayerType
+}
+
+func newOuterHeaders() *outerHeaders {
+	h := &outerHeaders{byLink: map[gopacket.LayerType]*gopacket.DecodingLayerParser{}}
+	for _, first := range []gopacket.LayerType{layers.LayerTypeEthernet, layers.LayerTypeIPv4, layers.LayerTypeIPv6} {
+		p := gopacket.NewDecodingLayerParser(first, &h.eth, &h.dot1q, &h.ip4, &h.ip6, &h.arp, &h.tcp, &h.udp, &h.icmp4, &h.icmp6, &h.gre)
+		// Telemetry and unknown payloads end the walk; that is expected.
+		p.IgnoreUnsupported = true
+		h.byLink[first] = p
+	}
+	return h
+}
+
 // lineColumns fills the line format from decode's Records and summary. The
 // addresses are the outer packet's, as tshark shows them: for a report that
 // is the switch and the collector, while the Info column says which flow
 // the report is about.
-func lineColumns(link layers.LinkType, data []byte, recs []decode.Record) columns {
+func (h *outerHeaders) lineColumns(link layers.LinkType, data []byte, recs []decode.Record) columns {
 	c := columns{Info: decode.SummaryOf(recs)}
-	p := gopacket.NewPacket(data, link, gopacket.DecodeOptions{NoCopy: true, Lazy: true})
-	if nl := p.NetworkLayer(); nl != nil {
-		c.Src, c.Dst = nl.NetworkFlow().Src().String(), nl.NetworkFlow().Dst().String()
-	} else if ll := p.LinkLayer(); ll != nil {
-		c.Src, c.Dst = ll.LinkFlow().Src().String(), ll.LinkFlow().Dst().String()
+	first := layers.LayerTypeEthernet
+	if link != layers.LinkTypeEthernet {
+		first = layers.LayerTypeIPv4
+		if len(data) > 0 && data[0]>>4 == 6 {
+			first = layers.LayerTypeIPv6
+		}
+	}
+	h.decoded = h.decoded[:0]
+	_ = h.byLink[first].DecodeLayers(data, &h.decoded) // a truncated header just ends the walk
+	innermost := gopacket.LayerTypeZero
+	for _, t := range h.decoded {
+		switch t {
+		case layers.LayerTypeEthernet:
+			c.Src, c.Dst = h.eth.SrcMAC.String(), h.eth.DstMAC.String()
+		case layers.LayerTypeIPv4:
+			c.Src, c.Dst = h.ip4.SrcIP.String(), h.ip4.DstIP.String()
+		case layers.LayerTypeIPv6:
+			c.Src, c.Dst = h.ip6.SrcIP.String(), h.ip6.DstIP.String()
+		}
+		innermost = t
 	}
 	for i := range recs {
 		if name, ok := protocolNames[recs[i].Source]; ok {
@@ -37,25 +82,18 @@ func lineColumns(link layers.LinkType, data []byte, recs []decode.Record) column
 			return c
 		}
 	}
-	switch {
-	case p.Layer(layers.LayerTypeTCP) != nil:
-		c.Protocol = "TCP"
-	case p.Layer(layers.LayerTypeUDP) != nil:
-		c.Protocol = "UDP"
+	switch innermost {
+	case gopacket.LayerTypeZero:
+		c.Protocol = "?"
+	case layers.LayerTypeTCP, layers.LayerTypeUDP:
+		c.Protocol = innermost.String()
 	default:
-		// Not IP, or IP without TCP/UDP: name the innermost layer gopacket
-		// knows (ARP, ICMPv6, …) and let it describe the packet.
-		for _, l := range p.Layers() {
-			if t := l.LayerType(); t != gopacket.LayerTypePayload && t != gopacket.LayerTypeDecodeFailure {
-				c.Protocol = t.String()
-			}
-		}
+		// Not TCP or UDP (ARP, ICMP, …): name the innermost header, which
+		// is also all decode can say about it.
+		c.Protocol = innermost.String()
 		if len(recs) == 0 {
 			c.Info = c.Protocol
 		}
-	}
-	if c.Protocol == "" {
-		c.Protocol = "?"
 	}
 	return c
 }
