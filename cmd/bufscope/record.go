@@ -169,7 +169,7 @@ func runRecord(ctx context.Context, o *recordOptions) error {
 		if errors.As(err, &full) {
 			return fmt.Errorf("record: %w", full)
 		}
-		return fmt.Errorf("record: %w", err)
+		return fmt.Errorf("record: %w", oneLine(err))
 	}
 	fmt.Fprintln(o.IO.ErrOut, summaryLine(live, rot, start))
 	return nil
