@@ -130,6 +130,19 @@ type agent struct {
 	cmd   *exec.Cmd
 	stats string // collector-stats line, if any
 	done  chan error
+	// exited is closed once the process was reaped; cmd.ProcessState
+	// may be read only after that.
+	exited chan struct{}
+}
+
+// hasExited says whether the process ended.
+func (a *agent) hasExited() bool {
+	select {
+	case <-a.exited:
+		return true
+	default:
+		return false
+	}
 }
 
 // startAgent runs an agent in namespace ns, in cgroup dir cg (if set), and
@@ -172,7 +185,7 @@ func (r *runner) startAgent(node, ns, cg string, cfg AgentConfig) (*agent, error
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("agent %s: %w", node, err)
 	}
-	a := &agent{node: node, cmd: cmd, done: make(chan error, 1)}
+	a := &agent{node: node, cmd: cmd, done: make(chan error, 1), exited: make(chan struct{})}
 	readyc := make(chan struct{})
 	go func() {
 		s := bufio.NewScanner(out)
@@ -190,6 +203,7 @@ func (r *runner) startAgent(node, ns, cg string, cfg AgentConfig) (*agent, error
 			}
 		}
 		err := cmd.Wait()
+		close(a.exited)
 		if err != nil {
 			err = fmt.Errorf("agent %s: %w", node, err)
 		}

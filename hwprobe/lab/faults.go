@@ -130,7 +130,7 @@ var Catalog = []*Fault{
 			cfg := r.servers[s.Name]
 			cfg.ReadPause, cfg.ReadWindow, cfg.RcvBuf = r.p.ReadPause, w, r.p.RcvBuf
 			r.addTruth(TruthBuffer{Node: s.Name, NodeID: s.NodeID, Kind: "sock-recv"}, "stall", w, []string{}, byServer(s.Name), 2*r.p.ReadPause,
-				fmt.Sprintf("server pauses %s before reading each %s request; SO_RCVBUF %d", r.p.ReadPause, sizeStr(r.p.ReqBytes), r.p.RcvBuf))
+				fmt.Sprintf("server pauses %s before reading each %s request; SO_RCVBUF %d (0: kernel default)", r.p.ReadPause, sizeStr(r.p.ReqBytes), r.p.RcvBuf))
 			return nil
 		},
 	},
@@ -363,6 +363,11 @@ func (r *runner) lossy(ns, ifname string, percent float64, w Window) error {
 	var objs lossObjects
 	if err := spec.LoadAndAssign(&objs, nil); err != nil {
 		return fmt.Errorf("lossy link: loading: %w", err)
+	}
+	if info, err := objs.LossyLink.Info(); err == nil {
+		if id, ok := info.ID(); ok {
+			r.programs = append(r.programs, id)
+		}
 	}
 	r.cleanup = append(r.cleanup, func() { objs.Close() })
 	var l link.Link

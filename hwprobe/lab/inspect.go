@@ -25,6 +25,10 @@ type TraceSummary struct {
 	// WireRequests holds the RPC IDs of tagged request segments seen in
 	// the mirrored data plane.
 	WireRequests map[uint64]bool
+	// RouterDropReasons counts router drop reports by the drop reason
+	// they carry (the kernel's reason, low 8 bits): a queue overflow is
+	// QDISC_DROP, a packet the lossy link discarded is a TC drop.
+	RouterDropReasons map[uint32]int
 }
 
 // Keys lists the event keys in order.
@@ -45,7 +49,7 @@ func Inspect(path string, names map[uint32]string) (*TraceSummary, error) {
 		return nil, err
 	}
 	defer rr.Close()
-	s := &TraceSummary{Events: map[string]int{}, RequestStarts: map[uint64]bool{}, WireRequests: map[uint64]bool{}}
+	s := &TraceSummary{Events: map[string]int{}, RequestStarts: map[uint64]bool{}, WireRequests: map[uint64]bool{}, RouterDropReasons: map[uint32]int{}}
 	for {
 		_, recs, err := rr.NextPacket()
 		if errors.Is(err, io.EOF) {
@@ -73,6 +77,7 @@ func Inspect(path string, names map[uint32]string) (*TraceSummary, error) {
 				}
 			case decode.RecordDrop:
 				s.Events[node+"/switch-egress-queue/drop"]++
+				s.RouterDropReasons[r.DropReason]++
 			case decode.RecordQueue:
 				s.Events[node+"/switch-egress-queue/queuing"]++
 			case decode.RecordHop:

@@ -4,6 +4,7 @@ package lab
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -61,6 +62,8 @@ type Result struct {
 	Elapsed                        time.Duration            // workload start to end
 	RouterBytes                    uint64                   // bytes received by the router from the hosts (the data plane)
 	Summary                        *TraceSummary            // what the trace holds, read back
+	CaptureDrops                   uint64                   // packets the collector's capture lost in the kernel
+	Programs                       []ebpf.ProgramID         // every BPF program the run loaded (all gone after Run)
 }
 
 // runner is one run in progress.
@@ -84,6 +87,9 @@ type runner struct {
 	truth   []truthSpec
 	cleanup []func()
 	agents  []*agent
+	// programs are the kernel IDs of the programs loaded, for the check
+	// that teardown removed them.
+	programs []ebpf.ProgramID
 }
 
 // action is a change made at a time relative to the workload start.
@@ -161,6 +167,7 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 
 func (r *runner) run(ctx context.Context) (*Result, error) {
 	res := &Result{Trace: r.opts.Output}
+	defer func() { res.Programs = r.programs }()
 	base := strings.TrimSuffix(strings.TrimSuffix(r.opts.Output, ".zst"), ".trace")
 	res.TruthPath, res.RequestsPath = base+".truth.json", base+".requests.jsonl"
 
@@ -256,7 +263,7 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 	res.RouterBytes = r.routerBytes()
 	errs = append(errs, <-actErr)
 	for _, a := range r.agents[1:] {
-		if a.cmd.ProcessState == nil {
+		if !a.hasExited() {
 			errs = append(errs, a.stop(5*time.Second))
 		}
 	}
@@ -265,18 +272,23 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 	time.Sleep(200 * time.Millisecond)
 	stopDeploy()
 	deployWG.Wait()
-	for _, d := range deps {
+	for i, d := range deps {
 		c, err := d.Counters()
 		if err == nil {
 			res.Deploy = append(res.Deploy, c)
+			var b strings.Builder
+			c.WriteCounters(&b)
+			r.logf("node %d counters: %s", i, strings.ReplaceAll(strings.TrimSpace(b.String()), "\n", " "))
 		}
 	}
 	time.Sleep(100 * time.Millisecond)
 	errs = append(errs, col.stop(10*time.Second))
 	res.CollectorStats = col.stats
-	if ps := col.cmd.ProcessState; ps != nil {
+	if col.hasExited() {
+		ps := col.cmd.ProcessState
 		res.CollectorCPU = ps.UserTime() + ps.SystemTime()
 	}
+	fmt.Sscanf(col.stats, "collector-stats packets=%d bytes=%d wire=%d drops=%d", new(uint64), new(uint64), new(uint64), &res.CaptureDrops)
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -310,6 +322,11 @@ func (r *runner) deploy(ctx context.Context, wg *sync.WaitGroup) ([]*hwprobe.Dep
 	}
 	r.cleanup = append(r.cleanup, func() { t.Close() })
 	r.tags, r.tagPin = t.Tags(), "fd"
+	if info, err := t.Program().Info(); err == nil {
+		if id, ok := info.ID(); ok {
+			r.programs = append(r.programs, id)
+		}
+	}
 	var deps []*hwprobe.Deployment
 	for _, n := range r.topo.Nodes {
 		if n.Role == RoleCollector {
@@ -326,6 +343,7 @@ func (r *runner) deploy(ctx context.Context, wg *sync.WaitGroup) ([]*hwprobe.Dep
 			return nil, fmt.Errorf("deploy on %s: %w", n.Name, err)
 		}
 		deps = append(deps, d)
+		r.programs = append(r.programs, d.Programs()...)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -433,12 +451,12 @@ func (r *runner) writeTruth(res *Result) error {
 		}
 		t.Faults = append(t.Faults, tf)
 	}
-	b, err := json.MarshalIndent(t, "", "  ")
-	if err != nil {
+	var b bytes.Buffer
+	if err := t.Encode(&b); err != nil {
 		return err
 	}
 	res.Truth = t
-	return os.WriteFile(res.TruthPath, append(b, '\n'), 0o644)
+	return os.WriteFile(res.TruthPath, b.Bytes(), 0o644)
 }
 
 // routerBytes sums the bytes the router received on its host-facing

@@ -1,8 +1,10 @@
 package lab
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"time"
 )
@@ -64,14 +66,27 @@ type TruthBuffer struct {
 // asks (time.Time's own form drops trailing zeros).
 func (f TruthFault) MarshalJSON() ([]byte, error) {
 	type plain TruthFault
-	return json.Marshal(struct {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	err := enc.Encode(struct {
 		plain
 		Start string `json:"start"`
 		End   string `json:"end"`
 	}{plain(f), f.Start.UTC().Format(rfc3339Nano9), f.End.UTC().Format(rfc3339Nano9)})
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), err
 }
 
 const rfc3339Nano9 = "2006-01-02T15:04:05.000000000Z07:00"
+
+// Encode writes t as indented JSON ending in a newline. Flows keep their
+// "->" (json.Marshal would escape the ">").
+func (t *Truth) Encode(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	return enc.Encode(t)
+}
 
 // ReadTruth reads and checks a truth file.
 func ReadTruth(path string) (*Truth, error) {

@@ -381,7 +381,7 @@ func runClient(ctx context.Context, cfg ClientConfig, ready func()) error {
 		}
 		next := time.Now()
 		for i := 0; ctx.Err() == nil; i++ {
-			next = next.Add(time.Duration(cl.rng.ExpFloat64() / cfg.Rate * float64(time.Second)))
+			next = next.Add(cl.interarrival())
 			if !next.Before(end) {
 				break
 			}
@@ -413,6 +413,13 @@ func cut(s string) (string, string, bool) {
 		}
 	}
 	return "", "", false
+}
+
+// interarrival draws the gap to the next Poisson arrival.
+func (cl *client) interarrival() time.Duration {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	return time.Duration(cl.rng.ExpFloat64() / cl.cfg.Rate * float64(time.Second))
 }
 
 func (cl *client) newID() uint64 {
@@ -496,7 +503,13 @@ type BulkConfig struct {
 
 func runBulk(ctx context.Context, cfg BulkConfig, ready func()) error {
 	if cfg.Listen != "" {
-		ln, err := net.Listen("tcp4", cfg.Listen)
+		// A large receive buffer, set before the handshake so the window
+		// scale allows it, lets the sender's window grow until the
+		// bottleneck queue, not the receiver, limits it: a real elephant.
+		lc := net.ListenConfig{Control: func(_, _ string, raw syscallRawConn) error {
+			return raw.Control(func(fd uintptr) { _ = setsockoptInt(fd, soRcvbuf, 4<<20) })
+		}}
+		ln, err := lc.Listen(ctx, "tcp4", cfg.Listen)
 		if err != nil {
 			return fmt.Errorf("bulk sink: %w", err)
 		}
