@@ -403,9 +403,13 @@ func (a *Analyzer) attribute(r *RPC, e *Element) (causeKey, *Event, []Evidence) 
 		}
 		return causeKey{buf: e.id, class: EvNone}, nil, nil
 	}
+	var evid []Evidence
+	if e.ev != nil {
+		evid = []Evidence{*e.ev}
+	}
 	ev := a.eventAt(e.id, from, to)
 	if ev != nil {
-		return causeKey{buf: e.id, class: ev.Class, ev: ev.ID}, ev, []Evidence{e.ev}
+		return causeKey{buf: e.id, class: ev.Class, ev: ev.ID}, ev, evid
 	}
 	if e.Dir == "server" && e.id.Kind == ElementKind(decode.BufferSockSend) {
 		// Head-of-line: the response waited behind the previous one,
@@ -414,7 +418,7 @@ func (a *Analyzer) attribute(r *RPC, e *Element) (causeKey, *Event, []Evidence) 
 			return causeKey{buf: ev.Buffer, class: ev.Class, ev: ev.ID}, ev, nil
 		}
 	}
-	return causeKey{buf: e.id, class: EvQueuing}, nil, []Evidence{e.ev}
+	return causeKey{buf: e.id, class: EvQueuing}, nil, evid
 }
 
 // eventAt returns the most severe event of buffer id overlapping [from, to].

@@ -94,7 +94,7 @@ type Element struct {
 	Excess   int64  `json:"excess_ns"`
 	Reports  int    `json:"reports,omitempty"`
 	id       BufferID
-	ev       Evidence
+	ev       *Evidence
 }
 
 // Consequence is a symptom (retransmission timeout, duplicate ACKs, window

@@ -132,7 +132,11 @@ func timing(m *message) MessageTiming {
 // chain lays out the elements of an RPC in order: the request's buffers
 // and wire, the server's application, the response's buffers and wire.
 func (a *Analyzer) chain(r *RPC, req, resp *message) []Element {
-	var out []Element
+	n := len(req.bufs) + 6
+	if resp != nil {
+		n += len(resp.bufs)
+	}
+	out := make([]Element, 0, n)
 	out = a.direction(out, "request", req)
 	// The request's wait in the server's receive queue is part of the
 	// server time: it is moved from the request's path to the server, and
@@ -162,23 +166,25 @@ func (a *Analyzer) chain(r *RPC, req, resp *message) []Element {
 }
 
 func (a *Analyzer) direction(out []Element, dir string, m *message) []Element {
-	bufs := append([]bufObs(nil), m.bufs...)
+	// The message is being finalized: its own slice can be reordered.
+	bufs := m.bufs
 	sort.Slice(bufs, func(i, j int) bool { return bufs[i].first < bufs[j].first })
 	var held int64
-	for _, b := range bufs {
+	for i := range bufs {
+		b := &bufs[i]
 		if k := b.id.Kind; dir == "request" && (k == ElementKind(decode.BufferSockRecv) || k == ElementKind(decode.BufferAppRecv)) {
 			// After the message arrived (see chain): not transfer time.
 			out = append(out, Element{
 				Dir: dir, Kind: b.id.Kind.String(), NodeID: b.id.Node,
 				Port: b.id.Port, Queue: b.id.Queue, Start: b.first, End: b.last,
-				Time: int64(b.maxRes), Reports: b.n, id: b.id, ev: b.ev,
+				Time: int64(b.maxRes), Reports: b.n, id: b.id, ev: &b.ev,
 			})
 			continue
 		}
 		out = append(out, Element{
 			Dir: dir, Kind: b.id.Kind.String(), NodeID: b.id.Node,
 			Port: b.id.Port, Queue: b.id.Queue, Start: b.first, End: b.last,
-			Time: int64(b.maxRes), Reports: b.n, id: b.id, ev: b.ev,
+			Time: int64(b.maxRes), Reports: b.n, id: b.id, ev: &b.ev,
 		})
 		held += int64(b.maxRes)
 	}
