@@ -54,7 +54,7 @@ var Catalog = []*Fault{
 		Name:    "incast",
 		Summary: "a frontend calls every server at once (fan-out); their responses meet in the router queue towards the client",
 		Defaults: with(func(p *Params) {
-			p.Servers, p.Mode, p.Rate, p.RespBytes, p.LinkRate, p.QueueBytes, p.SLO = 6, "fanout", 8, 64<<10, "100mbit", 450000, 15*time.Millisecond
+			p.Servers, p.Mode, p.Rate, p.RespBytes, p.LinkRate, p.QueueBytes, p.SLO = 6, "fanout", 8, 64<<10, "100mbit", 1000000, 15*time.Millisecond
 		}),
 		Evidence: []Evidence{{"r1", "switch-egress-queue", "queuing"}},
 		setup: func(r *runner) error {
@@ -96,7 +96,10 @@ var Catalog = []*Fault{
 		Name:    "elephant",
 		Summary: "a bulk transfer (untagged) shares the bottleneck towards the client with its RPCs and fills the router queue",
 		Defaults: with(func(p *Params) {
-			p.Servers, p.Mode, p.Rate, p.RespBytes, p.LinkRate, p.QueueBytes, p.FaultAt, p.FaultFor = 2, "open", 100, 8192, "50mbit", 500000, time.Second, 2*time.Second
+			// The RPCs alone see 1-3 ms; behind the elephant 5-40 ms
+			// (cubic leaves slow start early on this short path, so the
+			// bulk flow keeps tens of KB queued, not the whole FIFO).
+			p.Servers, p.Mode, p.Rate, p.RespBytes, p.LinkRate, p.QueueBytes, p.FaultAt, p.FaultFor, p.SLO = 2, "open", 100, 8192, "50mbit", 500000, time.Second, 2*time.Second, 5*time.Millisecond
 		}),
 		Evidence: []Evidence{{"r1", "switch-egress-queue", "queuing"}},
 		setup: func(r *runner) error {
@@ -228,8 +231,8 @@ var Catalog = []*Fault{
 		Name:    "mixed",
 		Summary: "several faults at different times: an elephant towards c1, a stall towards c2, then a slow server s1",
 		Defaults: with(func(p *Params) {
-			p.Clients, p.Servers, p.Duration, p.Mode, p.Rate, p.RespBytes, p.LinkRate, p.QueueBytes, p.FaultFor, p.AppDelay =
-				2, 2, 5*time.Second, "open", 50, 16384, "50mbit", 500000, 80*time.Millisecond, 30*time.Millisecond
+			p.Clients, p.Servers, p.Duration, p.Mode, p.Rate, p.RespBytes, p.LinkRate, p.QueueBytes, p.FaultFor, p.AppDelay, p.SLO =
+				2, 2, 5*time.Second, "open", 50, 16384, "50mbit", 500000, 80*time.Millisecond, 30*time.Millisecond, 8*time.Millisecond
 		}),
 		Evidence: []Evidence{{"r1", "switch-egress-queue", "queuing"}},
 		setup: func(r *runner) error {
