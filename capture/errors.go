@@ -1,10 +1,17 @@
 package capture
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 )
+
+// ErrNoSeekTable marks a trace written by bufscope that ends without its
+// seek table: the writer was killed, the disk filled, or the file was
+// recompressed by another tool. Every packet of its complete frames has been
+// read; the packets of the frame the writer had open are lost.
+var ErrNoSeekTable = errors.New("no seek table at the end: the recording did not finish (writer killed or disk full?) or the file was recompressed; every complete frame was read")
 
 // FrameError describes one damaged stretch of a trace: a zstd frame that
 // failed to decompress or was cut short, a pcapng block that does not parse,

@@ -101,6 +101,14 @@ func (r *Reader) stop(fe *FrameError) error {
 }
 
 func (r *Reader) damageError() error {
+	if len(r.damage) == 0 && r.ownWriter && r.container == "zstd" && r.sections == r.framesSeen {
+		// bufscope's Writer always ends a trace with the seek table, so a
+		// zstd trace of ours without one was cut short: say so, rather than
+		// let a killed recording look complete. Each of its frames opens a
+		// section; a file recompressed by another tool has frames that do
+		// not, unless it is a single frame holding a single section.
+		r.damage = append(r.damage, FrameError{Frame: -1, Offset: r.size, Lost: -1, StreamOffset: -1, Err: ErrNoSeekTable})
+	}
 	if len(r.damage) == 0 {
 		return io.EOF
 	}
@@ -256,9 +264,13 @@ func (r *Reader) parseSHB(body []byte) error {
 		return fmt.Errorf("pcapng major version %d, only 1 exists", major)
 	}
 	r.local = r.local[:0]
+	r.sections++
 	return r.forOptions(body[16:], func(code uint16, v []byte) error {
 		if code == optComment && bytes.HasPrefix(v, []byte(topologyPrefix)) && r.topology == nil {
 			r.topology = bytes.Clone(v[len(topologyPrefix):])
+		}
+		if code == optShbApp && bytes.HasPrefix(v, []byte("bufscope")) {
+			r.ownWriter = true
 		}
 		return nil
 	})

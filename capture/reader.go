@@ -138,10 +138,13 @@ type Reader struct {
 	pcapDesc string
 	snap     uint32
 
-	damage  []FrameError
-	stopped bool
-	final   error
-	pending *Packet
+	damage     []FrameError
+	stopped    bool
+	ownWriter  bool // the section header names bufscope as the writing application
+	framesSeen int  // zstd frames pulled
+	sections   int  // section headers parsed
+	final      error
+	pending    *Packet
 
 	stats struct {
 		frames, skipped, decompressed, compressed, packets atomic.Int64
@@ -535,6 +538,7 @@ func (r *Reader) pull() pulled {
 			return pulled{eof: true}
 		}
 		<-j.done
+		r.framesSeen++
 		r.frameIdx, r.frameOff = j.frame.index, j.frame.off
 		if r.dec == nil {
 			r.frameIdx = -1
