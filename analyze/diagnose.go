@@ -368,12 +368,14 @@ func (a *Analyzer) attribute(r *RPC, e *Element) (causeKey, *Event, []Evidence) 
 	case ElemApplication:
 		return causeKey{buf: e.id, class: EvSlowApp}, nil, nil
 	case ElemRetransmit:
-		ev := a.eventOnPath(flow, from, to, EvDrop)
-		if ev == nil {
-			ev = a.eventOnPath(flow, from, to, EvLoss)
-		}
-		if ev != nil {
-			return causeKey{buf: ev.Buffer, class: ev.Class, ev: ev.ID}, ev, nil
+		// A reported drop explains the retransmission; failing that, a
+		// queue on the path that was congested at the time most likely
+		// overflowed unreported (drop reports are rate-limited); only
+		// with neither is it loss on the link.
+		for _, c := range []EventClass{EvDrop, EvLoss, evCongestion} {
+			if ev := a.eventOnPath(flow, from, to, c); ev != nil {
+				return causeKey{buf: ev.Buffer, class: ev.Class, ev: ev.ID}, ev, nil
+			}
 		}
 		return causeKey{buf: BufferID{Kind: ElemLink}, class: EvLoss}, nil, nil
 	case ElemWire:
@@ -386,7 +388,7 @@ func (a *Analyzer) attribute(r *RPC, e *Element) (causeKey, *Event, []Evidence) 
 			lost = r.Response.Retransmits+r.Response.Drops > 0
 		}
 		if lost {
-			for _, c := range []EventClass{EvDrop, EvLoss} {
+			for _, c := range []EventClass{EvDrop, EvLoss, evCongestion} {
 				if ev := a.eventOnPath(flow, from, to, c); ev != nil {
 					return causeKey{buf: ev.Buffer, class: ev.Class, ev: ev.ID}, ev, nil
 				}
