@@ -52,7 +52,7 @@ func recordsFrom(b []byte) []decode.Record {
 		}
 		if c[23]%3 == 0 {
 			r.HasTag = true
-			r.Tag = decode.RequestTag{Version: 1, Kind: decode.MessageKind(c[23]%4), RPCID: uint64(c[21] % 4), TraceID: uint64(c[22] % 2),
+			r.Tag = decode.RequestTag{Version: 1, Kind: decode.MessageKind(c[23] % 4), RPCID: uint64(c[21] % 4), TraceID: uint64(c[22] % 2),
 				MessageLength: uint32(c[8]) * 100}
 		}
 		out = append(out, r)
