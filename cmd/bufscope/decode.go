@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/bufscope/bufscope/capture"
-	"github.com/bufscope/bufscope/decode"
 	"github.com/spf13/cobra"
 )
 
@@ -22,17 +21,7 @@ type decodeOptions struct {
 	From    string
 	To      string
 	Workers int
-	// ReportPorts are UDP ports decoded as Telemetry Reports; nil keeps
-	// decode's defaults.
-	ReportPorts []uint
-}
-
-func (o *decodeOptions) decoderOptions() decode.DecoderOptions {
-	var opts decode.DecoderOptions
-	for _, p := range o.ReportPorts {
-		opts.ReportPorts = append(opts.ReportPorts, uint16(p))
-	}
-	return opts
+	Decoder decoderFlags
 }
 
 func newDecodeCmd(s ioStreams, runF func(context.Context, *decodeOptions) error) *cobra.Command {
@@ -81,7 +70,7 @@ error names the file and offset, and the exit status is 3.`,
 	f.StringVar(&opts.From, "from", "", "first time to print: RFC 3339 or +DURATION after the first packet")
 	f.StringVar(&opts.To, "to", "", "time to stop before: RFC 3339 or +DURATION after the first packet")
 	f.IntVar(&opts.Workers, "workers", 0, "frames decompressed in parallel (0: one per CPU, at most 4)")
-	f.UintSliceVar(&opts.ReportPorts, "report-port", nil, "UDP port carrying Telemetry Reports; repeat for several (default: decode's list, 32766 first)")
+	opts.Decoder.bind(f)
 	return cmd
 }
 
@@ -92,7 +81,7 @@ func (o *decodeOptions) validate() error {
 	if o.Count < 0 {
 		return usageError{fmt.Errorf("--count %d: must not be negative", o.Count)}
 	}
-	if err := checkPorts("report-port", o.ReportPorts); err != nil {
+	if err := o.Decoder.validate(); err != nil {
 		return err
 	}
 	if o.Workers < 0 {

@@ -26,7 +26,7 @@ type packetPrinter struct {
 }
 
 func newPacketPrinter(w io.Writer, o *decodeOptions, src *capture.Merged) *packetPrinter {
-	p := &packetPrinter{w: w, o: o, src: src, dec: decode.NewDecoder(o.decoderOptions()), outer: newOuterHeaders()}
+	p := &packetPrinter{w: w, o: o, src: src, dec: decode.NewDecoder(o.Decoder.options()), outer: newOuterHeaders()}
 	if o.JSON {
 		p.enc = json.NewEncoder(w)
 		p.enc.SetEscapeHTML(false)
