@@ -275,15 +275,22 @@ type cause struct {
 // excess, with its event.
 func (a *Analyzer) diagnose(r *RPC) *Diagnosis {
 	c := a.baselineOf(r)
+	// When the class itself is slow (a fault that lasts the whole trace
+	// makes the baseline the faulty state) the excess over the baseline
+	// says little; against the SLO, the time each element holds is what
+	// there is to explain. So too without a baseline.
+	byTime := c == nil
+	if slo := int64(a.opts.SLO); slo > 0 && r.Latency > slo && 2*r.Excess < r.Latency-slo {
+		byTime = true
+	}
 	var total int64
 	for i := range r.Chain {
 		e := &r.Chain[i]
 		if c != nil {
 			e.Baseline = c.elementMedian(elemKey{e.Dir, e.id})
 			e.Excess = max(0, e.Time-e.Baseline)
-		} else {
-			// No baseline yet (flagged by the SLO alone): the time held is
-			// what there is to explain.
+		}
+		if byTime {
 			e.Excess = e.Time
 		}
 		total += e.Excess
@@ -315,8 +322,8 @@ func (a *Analyzer) diagnose(r *RPC) *Diagnosis {
 		return nil
 	}
 	denom := max(r.Excess, total)
-	if denom <= 0 {
-		denom = max(r.Latency, 1)
+	if byTime || denom <= 0 {
+		denom = max(r.Latency, total, 1)
 	}
 	d := &Diagnosis{
 		Buffer: a.bufferName(best.key.buf), Kind: best.key.buf.Kind.String(), NodeID: best.key.buf.Node,
