@@ -48,6 +48,9 @@ type DeployOptions struct {
 	Thresholds monitor.Thresholds
 	// NoMessageStart turns off the per-tagged-segment qdisc events.
 	NoMessageStart bool
+	// TagExID is the RFC 6994 ExID the tagger writes and the monitors
+	// recognise; 0 means decode.TagExID (0xBF5C).
+	TagExID uint16
 	// FlushInterval of the exporter; 0 means its default.
 	FlushInterval time.Duration
 }
@@ -116,6 +119,7 @@ func Deploy(opts DeployOptions) (*Deployment, error) {
 	}
 	mopts.Thresholds = opts.Thresholds
 	mopts.NoMessageStart = opts.NoMessageStart
+	mopts.TagExID = opts.TagExID
 
 	ok := false
 	defer func() {
@@ -124,7 +128,7 @@ func Deploy(opts DeployOptions) (*Deployment, error) {
 		}
 	}()
 	if opts.Cgroup != "" {
-		t, err := tagger.Load(tagger.Options{CgroupPath: opts.Cgroup})
+		t, err := tagger.Load(tagger.Options{CgroupPath: opts.Cgroup, ExID: opts.TagExID})
 		if err != nil {
 			return nil, &FlagError{Flag: "--cgroup", Err: fmt.Errorf("%s: %w", opts.Cgroup, err)}
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/spf13/cobra"
 
+	"github.com/bufscope/bufscope/decode"
 	"github.com/bufscope/bufscope/hwprobe"
 	"github.com/bufscope/bufscope/hwprobe/monitor"
 )
@@ -67,6 +68,7 @@ namespace's egress qdiscs as switch queues with standard INT metadata.`,
 	f.BoolVar(&d.CollectorInNetns, "collector-in-netns", false, "open the exporter's socket inside the --netns namespace")
 	f.Uint32Var(&d.NodeID, "node-id", 0, "node ID in the reports (default: hash of the host name)")
 	f.BoolVar(&d.NoMessageStart, "no-message-start", false, "do not report tagged segments passing the qdisc")
+	f.Uint16Var(&d.TagExID, "tag-exid", decode.TagExID, "RFC 6994 ExID of the request tag the tagger writes and the monitors recognise")
 	f.DurationVar(&d.FlushInterval, "flush", 20*time.Millisecond, "longest time an event waits to be batched into a report packet")
 	f.DurationVar(&opts.For, "for", 0, "stay deployed this long, then clean up (default: until interrupted)")
 	f.DurationVar(&th.QdiscResidence, "qdisc-residence", th.QdiscResidence, "report qdisc queuing when a packet waits longer than this")

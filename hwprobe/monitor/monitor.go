@@ -1,6 +1,7 @@
 package monitor
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -11,6 +12,8 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
+
+	"github.com/bufscope/bufscope/decode"
 )
 
 // ErrNotSupported is the sentinel every "this host cannot run the
@@ -90,6 +93,9 @@ type Options struct {
 	Thresholds Thresholds
 	// NoMessageStart turns off the per-tagged-segment events at the qdisc.
 	NoMessageStart bool
+	// TagExID is the RFC 6994 ExID that marks the request tag; 0 means
+	// decode.TagExID (0xBF5C).
+	TagExID uint16
 	// IgnoreDrops names kfree_skb reasons (as in the kernel's enum
 	// skb_drop_reason, without the SKB_DROP_REASON_ prefix) not to report.
 	// Nil means DefaultIgnoredDrops; an empty non-nil slice reports all.
@@ -231,6 +237,7 @@ func configure(spec *ebpf.CollectionSpec, opts Options) error {
 		{"cfg_sndq_pct", t.SendQueuePercent},
 		{"cfg_rcv_stall_ns", uint64(t.ReceiveStall)},
 		{"cfg_msg_start", boolByte(!opts.NoMessageStart)},
+		{"cfg_tag_exid", cmp.Or(opts.TagExID, decode.TagExID)},
 		{"cfg_wakeup_every", wake},
 	}
 	for _, s := range set {

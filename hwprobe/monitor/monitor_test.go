@@ -477,36 +477,47 @@ func inject(t *testing.T, ns string, pkts [][]byte) {
 
 func TestMessageStartOnlyForTaggedSegments(t *testing.T) {
 	montest.RequireRoot(t)
-	p := montest.NewPair(t)
-	montest.Tc(t, p.Client.NS, "qdisc", "add", "dev", p.Client.Dev, "root", "tbf", "rate", "1gbit", "burst", "1mb", "latency", "50ms")
-	w := startWatch(t, monitor.Options{Netns: nsOpt(t, p.Client.NS)})
-	src, dst := net.ParseIP(p.Client.IP), net.ParseIP(p.Server.IP)
-	var tagged, foreign [][]byte
-	for i := 0; i < 20; i++ {
-		tagged = append(tagged, taggedSegment(src, dst, 40000, 9, 0xBF5C, uint32(1000*i)))
-		foreign = append(foreign, taggedSegment(src, dst, 40001, 9, 0x1234, uint32(1000*i)))
-	}
-	inject(t, p.Client.NS, foreign)
-	inject(t, p.Client.NS, tagged)
-	evs := w.stop()
+	for _, tc := range []struct {
+		name         string
+		exid         uint16 // Options.TagExID
+		ours, others uint16 // the ExID that must match, and one that must not
+	}{
+		{"default ExID", 0, 0xBF5C, 0x1234},
+		{"configured ExID", 0x1234, 0x1234, 0xBF5C},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := montest.NewPair(t)
+			montest.Tc(t, p.Client.NS, "qdisc", "add", "dev", p.Client.Dev, "root", "tbf", "rate", "1gbit", "burst", "1mb", "latency", "50ms")
+			w := startWatch(t, monitor.Options{Netns: nsOpt(t, p.Client.NS), TagExID: tc.exid})
+			src, dst := net.ParseIP(p.Client.IP), net.ParseIP(p.Server.IP)
+			var tagged, foreign [][]byte
+			for i := 0; i < 20; i++ {
+				tagged = append(tagged, taggedSegment(src, dst, 40000, 9, tc.ours, uint32(1000*i)))
+				foreign = append(foreign, taggedSegment(src, dst, 40001, 9, tc.others, uint32(1000*i)))
+			}
+			inject(t, p.Client.NS, foreign)
+			inject(t, p.Client.NS, tagged)
+			evs := w.stop()
 
-	ms := filter(evs, monitor.BufferQdisc, monitor.EventMessageStart)
-	if len(ms) != len(tagged) {
-		t.Fatalf("%d message-start events, want one per tagged segment (%d); %d events in all", len(ms), len(tagged), len(evs))
-	}
-	for i, e := range ms {
-		want := tagged[i][:72] // IP + TCP with options, no payload
-		got := e.Header[:e.HeaderLen]
-		if len(got) != len(want) {
-			t.Fatalf("event %d: header %d bytes, want %d", i, len(got), len(want))
-		}
-		// The kernel filled in the IP ID and checksum: compare the rest.
-		if !bytesEqual(got[20:], want[20:]) || !bytesEqual(got[12:20], want[12:20]) {
-			t.Errorf("event %d header\n% x\nwant\n% x", i, got, want)
-		}
-		if e.Start == 0 || e.Time < e.Start {
-			t.Errorf("event %d: enqueue %d after dequeue %d", i, e.Start, e.Time)
-		}
+			ms := filter(evs, monitor.BufferQdisc, monitor.EventMessageStart)
+			if len(ms) != len(tagged) {
+				t.Fatalf("%d message-start events, want one per tagged segment (%d); %d events in all", len(ms), len(tagged), len(evs))
+			}
+			for i, e := range ms {
+				want := tagged[i][:72] // IP + TCP with options, no payload
+				got := e.Header[:e.HeaderLen]
+				if len(got) != len(want) {
+					t.Fatalf("event %d: header %d bytes, want %d", i, len(got), len(want))
+				}
+				// The kernel filled in the IP ID and checksum: compare the rest.
+				if !bytesEqual(got[20:], want[20:]) || !bytesEqual(got[12:20], want[12:20]) {
+					t.Errorf("event %d header\n% x\nwant\n% x", i, got, want)
+				}
+				if e.Start == 0 || e.Time < e.Start {
+					t.Errorf("event %d: enqueue %d after dequeue %d", i, e.Start, e.Time)
+				}
+			}
+		})
 	}
 }
 

@@ -106,6 +106,7 @@ const (
 	monitorVarCfgRcvStallNs        = "cfg_rcv_stall_ns"
 	monitorVarCfgRepeatNs          = "cfg_repeat_ns"
 	monitorVarCfgSndqPct           = "cfg_sndq_pct"
+	monitorVarCfgTagExid           = "cfg_tag_exid"
 	monitorVarCfgWakeupEvery       = "cfg_wakeup_every"
 )
 
@@ -189,6 +190,7 @@ type monitorVariableSpecs struct {
 	CfgRcvStallNs        *ebpf.VariableSpec `ebpf:"cfg_rcv_stall_ns"`
 	CfgRepeatNs          *ebpf.VariableSpec `ebpf:"cfg_repeat_ns"`
 	CfgSndqPct           *ebpf.VariableSpec `ebpf:"cfg_sndq_pct"`
+	CfgTagExid           *ebpf.VariableSpec `ebpf:"cfg_tag_exid"`
 	CfgWakeupEvery       *ebpf.VariableSpec `ebpf:"cfg_wakeup_every"`
 }
 
@@ -249,6 +251,7 @@ type monitorVariables struct {
 	CfgRcvStallNs        *ebpf.Variable `ebpf:"cfg_rcv_stall_ns"`
 	CfgRepeatNs          *ebpf.Variable `ebpf:"cfg_repeat_ns"`
 	CfgSndqPct           *ebpf.Variable `ebpf:"cfg_sndq_pct"`
+	CfgTagExid           *ebpf.Variable `ebpf:"cfg_tag_exid"`
 	CfgWakeupEvery       *ebpf.Variable `ebpf:"cfg_wakeup_every"`
 }
 

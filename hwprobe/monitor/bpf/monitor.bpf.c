@@ -55,7 +55,6 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 // Tag option, docs/wire-format.md §1.
 #define TAG_KIND 253
-#define TAG_EXID 0xBF5C
 
 struct event {
 	__u64 ts_ns;     // event time, CLOCK_MONOTONIC
@@ -98,6 +97,7 @@ volatile const __u64 cfg_repeat_ns = 100000000;   // re-report a lasting conditi
 volatile const __u32 cfg_sndq_pct = 90;
 volatile const __u64 cfg_rcv_stall_ns = 100000000;
 volatile const __u8 cfg_msg_start = 1;
+volatile const __u16 cfg_tag_exid = 0xBF5C; // RFC 6994 ExID of the request tag
 volatile const __u32 cfg_wakeup_every = 64;
 
 // Value flags of netns_filter.
@@ -419,7 +419,7 @@ static long optscan_step(__u64 i, struct optscan *c)
 	if (kind == TAG_KIND && len >= 4) {
 		__u16 exid = ((__u16)e->hdr[(c->off + 2) & (HDR_MAX - 1)] << 8) |
 			     e->hdr[(c->off + 3) & (HDR_MAX - 1)];
-		if (exid == TAG_EXID) {
+		if (exid == cfg_tag_exid) {
 			c->found = 1;
 			return 1;
 		}
