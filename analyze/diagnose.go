@@ -111,7 +111,7 @@ func (c *class) elementMedian(k elemKey) int64 {
 func (c *class) baseline() (med, mad int64, sorted []int64) {
 	// Recomputing on every RPC would sort 512 values per RPC; the median
 	// of a stable class moves slowly.
-	if c.sorted == nil || c.dirty >= 32 {
+	if c.sorted == nil || c.dirty >= 128 {
 		c.med, c.mad, c.sorted = c.lat.stats()
 		c.dirty = 0
 	}
