@@ -17,18 +17,19 @@ import (
 )
 
 type labOptions struct {
-	IO        ioStreams
-	Name      string
-	Params    netlab.Params
-	Output    string
-	Overwrite bool
-	NoDeploy  bool
-	NoMirror  bool
-	Verbose   bool
-	Command   string   // the command line, recorded in the truth file
-	Agent     []string // argv prefix of `bufscope lab agent`; empty: this executable
-	Runs      int      // bench: repetitions of each phase
-	Doc       string   // bench: markdown file to append the results to
+	IO         ioStreams
+	Name       string
+	Params     netlab.Params
+	Output     string
+	Overwrite  bool
+	NoDeploy   bool
+	NoMirror   bool
+	NoMsgStart bool
+	Verbose    bool
+	Command    string   // the command line, recorded in the truth file
+	Agent      []string // argv prefix of `bufscope lab agent`; empty: this executable
+	Runs       int      // bench: repetitions of each phase
+	Doc        string   // bench: markdown file to append the results to
 }
 
 func newLabCmd(s ioStreams) *cobra.Command {
@@ -125,6 +126,7 @@ injected (see 'bufscope lab list'), record the collector into TRACE, write
 	f.StringVar(&opts.Name, "name", "", "lab name (1-6 letters/digits; default from the PID)")
 	f.BoolVar(&opts.NoDeploy, "no-deploy", false, "run without tagger and monitors (baseline)")
 	f.BoolVar(&opts.NoMirror, "no-mirror", false, "do not record the data plane mirrored from the router")
+	f.BoolVar(&opts.NoMsgStart, "no-message-start", false, "deploy without per-message reports (only abnormal events)")
 	f.BoolVarP(&opts.Verbose, "verbose", "v", false, "print progress and the agents' messages")
 	return cmd
 }
@@ -145,7 +147,7 @@ func (o *labOptions) labRunOptions(fault string) (netlab.Options, error) {
 		agent = []string{self, "lab", "agent"}
 	}
 	lo := netlab.Options{Fault: fault, Params: o.Params, Output: o.Output, Overwrite: o.Overwrite, Command: o.Command,
-		Name: o.Name, Agent: agent, NoDeploy: o.NoDeploy, NoMirror: o.NoMirror, Log: io.Discard}
+		Name: o.Name, Agent: agent, NoDeploy: o.NoDeploy, NoMirror: o.NoMirror, NoMessageStart: o.NoMsgStart, Log: io.Discard}
 	if o.Verbose {
 		lo.Log = o.IO.ErrOut
 	}
@@ -302,6 +304,7 @@ stored bytes per request. --doc appends the results as markdown.`,
 	f := cmd.Flags()
 	bindParams(f, &opts.Params)
 	f.IntVar(&opts.Runs, "runs", 3, "repetitions of each phase (without, with deploy)")
+	f.BoolVar(&opts.NoMsgStart, "no-message-start", false, "deploy without per-message reports (only abnormal events)")
 	f.StringVar(&opts.Doc, "doc", "", "append a markdown section with the results to this file")
 	f.StringVar(&opts.Name, "name", "", "lab name (1-6 letters/digits; default from the PID)")
 	f.BoolVarP(&opts.Verbose, "verbose", "v", false, "print progress")

@@ -96,9 +96,9 @@ func Bench(ctx context.Context, o BenchOptions) (*BenchResult, error) {
 			ph.Reports += c.Exporter.Reports
 			ph.ReportPkts += c.Exporter.Packets
 			ph.ReportBytes += c.Exporter.Bytes + c.Exporter.Packets*(8+20+14)
-			if c.Tagger != nil {
-				ph.TagBytes += c.Tagger.Tagged * 28
-			}
+		}
+		if r.Tagger != nil {
+			ph.TagBytes += r.Tagger.Tagged * 28
 		}
 	}
 	for k, ph := range []*BenchPhase{&res.Without, &res.With} {

@@ -127,3 +127,36 @@ func TestTruthJSON(t *testing.T) {
 		t.Fatalf("wrong schema: error %v, want one naming the file", err)
 	}
 }
+
+func FuzzParseTruth(f *testing.F) {
+	f.Add([]byte(`{"schema":"bufscope.truth/v1","fault":"stall","faults":[{"buffer":{"node":"r1","node_id":2001,"kind":"switch-egress-queue"},` +
+		`"event":"stall","start":"2026-11-25T19:30:01.250000000Z","end":"2026-11-25T19:30:01.330000000Z","culprit_flows":[],"affected_rpc_ids":["0x01"]}],"requests":3,"slo":"20ms"}`))
+	f.Add([]byte(`{"schema":"bufscope.truth/v1","faults":[{"start":"2026-11-25T19:30:01.250000000Z"}]}`))
+	f.Add([]byte(`{"schema":"bufscope.truth/v1","faults":[{"start":"not a time"}]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		tr, err := parseTruth(b, "fuzz.truth.json")
+		if err != nil {
+			if !strings.Contains(err.Error(), "fuzz.truth.json") {
+				t.Fatalf("error %q does not name the file", err)
+			}
+			return
+		}
+		if tr.Schema != TruthSchema {
+			t.Fatalf("accepted schema %q", tr.Schema)
+		}
+		// What was accepted encodes and parses back to the same times.
+		var buf bytes.Buffer
+		if err := tr.Encode(&buf); err != nil {
+			t.Fatal(err)
+		}
+		back, err := parseTruth(buf.Bytes(), "again")
+		if err != nil {
+			t.Fatalf("re-encoded truth does not parse: %v\n%s", err, buf.Bytes())
+		}
+		for i := range tr.Faults {
+			if !back.Faults[i].Start.Equal(tr.Faults[i].Start) || !back.Faults[i].End.Equal(tr.Faults[i].End) {
+				t.Fatalf("fault %d times changed: %v %v -> %v %v", i, tr.Faults[i].Start, tr.Faults[i].End, back.Faults[i].Start, back.Faults[i].End)
+			}
+		}
+	})
+}

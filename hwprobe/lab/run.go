@@ -49,6 +49,9 @@ type Options struct {
 	NoDeploy bool
 	// NoMirror leaves the data plane out of the trace.
 	NoMirror bool
+	// NoMessageStart deploys the monitors without per-message reports
+	// (DeployOptions.NoMessageStart): only abnormal events are exported.
+	NoMessageStart bool
 }
 
 // Result is what Run produced.
@@ -62,6 +65,7 @@ type Result struct {
 	Elapsed                        time.Duration            // workload start to end
 	RouterBytes                    uint64                   // bytes received by the router from the hosts (the data plane)
 	Summary                        *TraceSummary            // what the trace holds, read back
+	Tagger                         *tagger.Stats            // the lab's tagger, nil without deploy
 	CaptureDrops                   uint64                   // packets the collector's capture lost in the kernel
 	Programs                       []ebpf.ProgramID         // every BPF program the run loaded (all gone after Run)
 }
@@ -76,6 +80,7 @@ type runner struct {
 	t0     time.Time // workload start
 	tagPin string    // what agents pass to openTags
 	tags   *ebpf.Map // the tagger's map, handed to agents
+	tagger *tagger.Tagger
 
 	servers map[string]*ServerConfig // by node name; faults adjust them
 	clients map[string]*ClientConfig
@@ -281,6 +286,11 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 			r.logf("node %d counters: %s", i, strings.ReplaceAll(strings.TrimSpace(b.String()), "\n", " "))
 		}
 	}
+	if r.tagger != nil {
+		if st, err := r.tagger.Stats(); err == nil {
+			res.Tagger = &st
+		}
+	}
 	time.Sleep(100 * time.Millisecond)
 	errs = append(errs, col.stop(10*time.Second))
 	res.CollectorStats = col.stats
@@ -321,7 +331,7 @@ func (r *runner) deploy(ctx context.Context, wg *sync.WaitGroup) ([]*hwprobe.Dep
 		return nil, fmt.Errorf("deploy: tagger on %s: %w", r.topo.CgroupDir, err)
 	}
 	r.cleanup = append(r.cleanup, func() { t.Close() })
-	r.tags, r.tagPin = t.Tags(), "fd"
+	r.tags, r.tagPin, r.tagger = t.Tags(), "fd", t
 	if info, err := t.Program().Info(); err == nil {
 		if id, ok := info.ID(); ok {
 			r.programs = append(r.programs, id)
@@ -335,6 +345,7 @@ func (r *runner) deploy(ctx context.Context, wg *sync.WaitGroup) ([]*hwprobe.Dep
 		d, err := hwprobe.Deploy(hwprobe.DeployOptions{
 			Target: "linux", Netns: n.Netns, Router: n.Role == RoleRouter,
 			Collector: fmt.Sprintf("%s:%d", CollectorIP, ReportPort), CollectorInNetns: true, NodeID: n.NodeID,
+			NoMessageStart: r.opts.NoMessageStart,
 		})
 		if err != nil {
 			for _, d := range deps {

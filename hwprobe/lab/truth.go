@@ -94,6 +94,11 @@ func ReadTruth(path string) (*Truth, error) {
 	if err != nil {
 		return nil, err
 	}
+	return parseTruth(b, path)
+}
+
+// parseTruth decodes a truth file's contents; name is for errors.
+func parseTruth(b []byte, path string) (*Truth, error) {
 	var t Truth
 	if err := json.Unmarshal(b, &t); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)

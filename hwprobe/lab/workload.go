@@ -65,6 +65,10 @@ func parseHeader(b []byte) (header, error) {
 	return h, nil
 }
 
+// readScratch is the size of a connection's scratch buffer: a header and
+// a chunk of body.
+const readScratch = headerLen + 16<<10
+
 // zeros is the body of every message: read-only, shared by all writers.
 var zeros = make([]byte, 1<<20)
 
@@ -94,7 +98,9 @@ func writeMessage(w io.Writer, tc *rpctag.Conn, h header, hb []byte) error {
 	return nil
 }
 
-// readMessage reads one message and discards its body.
+// readMessage reads one message and discards its body; hb is scratch space
+// of at least readScratch bytes, owned by the caller's connection, so
+// reading allocates nothing.
 func readMessage(r io.Reader, hb []byte, pause func()) (header, error) {
 	if _, err := io.ReadFull(r, hb[:headerLen]); err != nil {
 		return header{}, err
@@ -106,7 +112,7 @@ func readMessage(r io.Reader, hb []byte, pause func()) (header, error) {
 	if pause != nil && h.length > headerLen {
 		pause()
 	}
-	buf := make([]byte, 16<<10)
+	buf := hb[headerLen:]
 	for left := int(h.length) - headerLen; left > 0; {
 		n, err := r.Read(buf[:min(left, len(buf))])
 		left -= n
@@ -195,7 +201,7 @@ func serveConn(ctx context.Context, c *net.TCPConn, tags *rpctag.Table, cfg Serv
 		}
 	}
 	r := bufio.NewReaderSize(c, 4096)
-	hb := make([]byte, headerLen)
+	hb := make([]byte, readScratch)
 	pause := func() {
 		if cfg.ReadPause > 0 && cfg.ReadWindow.active(time.Now()) {
 			time.Sleep(cfg.ReadPause)
@@ -480,7 +486,7 @@ func dialTagged(ctx context.Context, addr string, tags *rpctag.Table, sndbuf int
 	if err != nil {
 		return nil, err
 	}
-	c := &clientConn{c: nc.(*net.TCPConn), w: nc, r: bufio.NewReaderSize(nc, 4096), hb: make([]byte, headerLen)}
+	c := &clientConn{c: nc.(*net.TCPConn), w: nc, r: bufio.NewReaderSize(nc, 4096), hb: make([]byte, readScratch)}
 	if tags != nil {
 		tc, err := tags.Wrap(c.c)
 		if err != nil {

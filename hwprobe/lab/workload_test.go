@@ -59,7 +59,7 @@ func TestHeaderRejects(t *testing.T) {
 	// Truncated messages end in an error from readMessage, never a panic.
 	for n := 0; n < headerLen+10; n++ {
 		msg := append(bytes.Clone(requestHeader), make([]byte, 256)...)
-		_, err := readMessage(bytes.NewReader(msg[:n]), make([]byte, headerLen), nil)
+		_, err := readMessage(bytes.NewReader(msg[:n]), make([]byte, readScratch), nil)
 		if err == nil {
 			t.Fatalf("message cut at %d bytes read without error", n)
 		}
@@ -191,5 +191,28 @@ func TestWorkloadBadMode(t *testing.T) {
 	err := runClient(context.Background(), ClientConfig{Mode: "burst", Output: filepath.Join(t.TempDir(), "x")}, func() {})
 	if err == nil || !strings.Contains(err.Error(), "--mode") {
 		t.Fatalf("error %v, want one naming --mode", err)
+	}
+}
+
+// The workload's message path allocates nothing per message, so the
+// workload itself does not add garbage-collector noise to the latencies
+// the lab measures.
+func TestMessagePathAllocs(t *testing.T) {
+	var wire bytes.Buffer
+	hb := make([]byte, readScratch)
+	h := header{kind: 1, length: 40000, reply: 100, rpcID: 1, trace: 2}
+	rd := bytes.NewReader(nil)
+	allocs := testing.AllocsPerRun(100, func() {
+		wire.Reset()
+		if err := writeMessage(&wire, nil, h, hb); err != nil {
+			t.Fatal(err)
+		}
+		rd.Reset(wire.Bytes())
+		if got, err := readMessage(rd, hb, nil); err != nil || got != h {
+			t.Fatalf("read %+v %v", got, err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%.1f allocations per message, want 0", allocs)
 	}
 }
