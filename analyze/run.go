@@ -17,8 +17,8 @@ import (
 type RunOptions struct {
 	Reader  capture.ReaderOptions
 	Decoder decode.DecoderOptions
-	// Workers decode packets in parallel (default GOMAXPROCS). Records
-	// still reach the Analyzer in capture order.
+	// Workers decode packets in parallel (default GOMAXPROCS-1, at least
+	// 1). Records still reach the Analyzer in capture order.
 	Workers int
 	// Progress, if set, is called from Run's goroutine about every 64k
 	// packets with the packets read so far and the trace time reached.
@@ -76,7 +76,10 @@ func Run(ctx context.Context, files []string, ro RunOptions, opts Options) (*Res
 func (a *Analyzer) feedMerged(ctx context.Context, src *capture.Merged, ro RunOptions) error {
 	workers := ro.Workers
 	if workers <= 0 {
-		workers = runtime.GOMAXPROCS(0)
+		// The analyzer's goroutine keeps one CPU busy and the capture
+		// reader decompresses on the others: one decoder fewer than CPUs
+		// measured faster than one per CPU on 2 cores (docs/performance.md).
+		workers = max(1, runtime.GOMAXPROCS(0)-1)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -48,7 +48,15 @@ measure() { # measure FILE LABEL
 	read -r _ zw _ < <(run zstd zstd -d -c "$f")
 	read -r _ bw brss < <(run analyze "$tmp/bufscope" analyze --slo 20ms --top 0 "$f")
 	read -r _ b1w _ < <(run analyze1 "$tmp/bufscope" analyze --slo 20ms --top 0 --workers 1 "$f")
-	read -r _ tw trss < <(run tshark tshark -2 -r "$f" -q -z conv,tcp -z io,stat,0,tcp.analysis.retransmission,tcp.analysis.lost_segment)
+	# tshark reads bufscope traces written Wireshark-readable directly; for
+	# others it gets the decompressed pcapng (noted in the label).
+	local tf=$f
+	if ! tshark -r "$f" -q >/dev/null 2>&1; then
+		zstd -q -d -c "$f" >"$tmp/plain.pcapng"
+		tf=$tmp/plain.pcapng
+		label="$label (tshark on zstd -d output)"
+	fi
+	read -r _ tw trss < <(run tshark tshark -2 -r "$tf" -q -z conv,tcp -z io,stat,0,tcp.analysis.retransmission,tcp.analysis.lost_segment)
 	printf '| %s | %s | %s | %.2f s | %.2f s (%.2f M records/s, %d MiB peak) | %.2f s | %.2f s (%d MiB peak) | %.1f× |\n' \
 		"$label" "$packets" "$records" "$zw" "$bw" "$(awk "BEGIN{print $records/$bw/1e6}")" "$brss" "$b1w" "$tw" "$trss" \
 		"$(awk "BEGIN{print $tw/$bw}")"

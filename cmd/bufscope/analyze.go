@@ -66,7 +66,7 @@ chain, evidence and culprits. docs/analyze.md explains the model.`,
 	f.IntVar(&opts.Top, "top", 20, "show at most this many RLAs (0: all)")
 	f.StringVar(&opts.From, "from", "", "analyze from this time: RFC 3339 or +DURATION after the first packet")
 	f.StringVar(&opts.To, "to", "", "analyze up to this time: RFC 3339 or +DURATION after the first packet")
-	f.IntVar(&opts.Workers, "workers", 0, "decoding goroutines (0: one per CPU)")
+	f.IntVar(&opts.Workers, "workers", 0, "decoding goroutines (0: one per CPU but one, at least 1)")
 	f.Float64Var(&opts.MADs, "baseline-mads", 6, "flag RPCs above their class median plus this many scaled MADs (negative: off)")
 	f.Float64Var(&opts.Percentile, "baseline-percentile", 0, "also flag RPCs above this percentile of their class (0: off)")
 	f.DurationVar(&opts.Window, "window", 10*time.Second, "state kept in trace time; must exceed the longest request")
