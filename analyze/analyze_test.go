@@ -287,3 +287,33 @@ func TestFeedDoesNotAllocateOnAcks(t *testing.T) {
 		t.Errorf("Feed of an ACK and a UDP packet allocates %.1f times", n)
 	}
 }
+
+func TestPathChangeEvent(t *testing.T) {
+	s := newScenario()
+	end := s.baseline(t0, 10, 1)
+	// Later RPCs cross a second router as well (a reroute).
+	cf := flow("10.77.1.2", 40000, "10.77.3.2", 9000)
+	tag := decode.RequestTag{Version: 1, Kind: decode.MessageRequest, RPCID: 0x99, TraceID: 0x99, MessageLength: 300}
+	hop := routerHop(end+int64(200*time.Millisecond), cf, s.seqs[cf], 300, &tag, 20*time.Microsecond, decode.RecordHop)
+	hop.Node = 2002
+	s.add(hop)
+	sortRecords(s.recs)
+	a := New(Options{})
+	for i := range s.recs {
+		a.Feed(&s.recs[i])
+	}
+	var got []*Event
+	for id, b := range a.buffers {
+		for _, e := range b.events {
+			if e.Class == EvPathChange {
+				got = append(got, e)
+				if id.Node != 2002 {
+					t.Errorf("path change at node %d, want the new router 2002", id.Node)
+				}
+			}
+		}
+	}
+	if len(got) != 1 || got[0].Start != end+int64(200*time.Millisecond) || len(got[0].Evidence) != 1 {
+		t.Fatalf("path-change events %+v, want one at the new router", got)
+	}
+}
