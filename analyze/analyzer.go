@@ -36,6 +36,7 @@ type Analyzer struct {
 	tick int
 
 	halves  map[decode.Flow]*halfConn
+	recent  [2]*halfConn // cache in front of halves; cleared when halves are evicted
 	rpcs    map[rpcKey]*rpc
 	buffers map[BufferID]*bufState
 	classes map[classKey]*class
@@ -119,7 +120,16 @@ func evidenceOf(r *decode.Record, at int64) Evidence {
 }
 
 func (a *Analyzer) half(f decode.Flow, t int64) *halfConn {
+	// Segments come in bursts per connection: the last two directions
+	// used answer most lookups without hashing a 40-byte key.
+	for _, c := range a.recent {
+		if c != nil && c.flow == f {
+			c.last = t
+			return c
+		}
+	}
 	h := a.halves[f]
+	defer func() { a.recent[1], a.recent[0] = a.recent[0], h }()
 	if h == nil {
 		h = &halfConn{flow: f}
 		if rv := a.halves[reverse(f)]; rv != nil {
@@ -143,7 +153,9 @@ func (a *Analyzer) packet(r *decode.Record) {
 		return
 	}
 	a.stats.Packets++
-	o := obs{point: uint64(r.Interface) | capturePoint, enter: r.Time, at: r.Time, ev: evidenceOf(r, r.Time)}
+	// The evidence of a captured segment is built only if it turns out to
+	// be a retransmission (message.segment): most segments never are.
+	o := obs{point: uint64(r.Interface) | capturePoint, enter: r.Time, at: r.Time, rec: r}
 	a.segment(r, &o)
 }
 
@@ -223,7 +235,7 @@ func (a *Analyzer) segment(r *decode.Record, o *obs) {
 	}
 	if r.Kind == decode.RecordDrop || (r.Kind == decode.RecordHostEvent && r.Event == decode.EventDrop) {
 		if len(m.drops) < maxEvidence {
-			m.drops = append(m.drops, o.ev)
+			m.drops = append(m.drops, o.evidence())
 		}
 	}
 	if m.observe(o, seq, n) && m.owner != nil && m == m.owner.resp {
@@ -430,6 +442,7 @@ func (a *Analyzer) maintain(final bool) {
 			delete(a.rpcs, k)
 		}
 	}
+	a.recent = [2]*halfConn{}
 	for f, h := range a.halves {
 		if final || (h.last+window <= a.now && len(h.msgs) == 0) {
 			delete(a.halves, f)

@@ -16,6 +16,14 @@ type obs struct {
 	isBuf   bool
 	latency uint32
 	ev      Evidence
+	rec     *decode.Record // captured segments: ev is built from it on demand
+}
+
+func (o *obs) evidence() Evidence {
+	if o.rec != nil {
+		return evidenceOf(o.rec, o.at)
+	}
+	return o.ev
 }
 
 // capturePoint marks obs.point values of capture interfaces (buffers use
@@ -190,7 +198,7 @@ func (m *message) segment(o *obs, off, n uint32) bool {
 				m.rtxWait = w
 			}
 			if len(m.rtxEv) < maxEvidence {
-				ev := o.ev
+				ev := o.evidence()
 				ev.Note = "retransmission"
 				m.rtxEv = append(m.rtxEv, ev)
 			}
@@ -198,6 +206,11 @@ func (m *message) segment(o *obs, off, n uint32) bool {
 		return false
 	}
 	if earliest == 0 && len(m.segs) < maxSegs {
+		if m.segs == nil {
+			// One allocation for the segments of a typical message (up to
+			// ~11 KB), instead of growing 1, 2, 4, 8.
+			m.segs = make([]segObs, 0, 8)
+		}
 		m.segs = append(m.segs, segObs{off: off, n: n, at: o.at, point: o.point, seen: bit})
 	}
 	return true
