@@ -67,13 +67,23 @@ func Run(ctx context.Context, files []string, ro RunOptions, opts Options) (*Res
 		}
 	}
 	a := New(opts)
-	err := a.feedMerged(ctx, capture.Merge(readers...), ro)
+	var src packetSource = capture.Merge(readers...)
+	if len(readers) == 1 {
+		src = readers[0] // no merge heap for one file
+	}
+	err := a.feedMerged(ctx, src, ro)
 	res := a.Finish()
 	res.Inputs = files
 	return res, err
 }
 
-func (a *Analyzer) feedMerged(ctx context.Context, src *capture.Merged, ro RunOptions) error {
+// packetSource is a capture.Reader or a capture.Merged.
+type packetSource interface {
+	Next() (capture.Packet, error)
+	Interfaces() []capture.Interface
+}
+
+func (a *Analyzer) feedMerged(ctx context.Context, src packetSource, ro RunOptions) error {
 	workers := ro.Workers
 	if workers <= 0 {
 		// The analyzer's goroutine keeps one CPU busy and the capture
@@ -151,7 +161,7 @@ func (a *Analyzer) feedMerged(ctx context.Context, src *capture.Merged, ro RunOp
 
 // readBatches copies packets into batches: the capture reader's buffers
 // are reused on the next call, and decoders run later on other goroutines.
-func readBatches(ctx context.Context, src *capture.Merged, free <-chan *batch, todo chan<- *batch) error {
+func readBatches(ctx context.Context, src packetSource, free <-chan *batch, todo chan<- *batch) error {
 	seq := 0
 	var b *batch
 	flush := func() bool {
