@@ -1,7 +1,13 @@
 // Package analyze turns a Record stream into requests, buffer chains,
-// events, request latency anomalies and their diagnosis.
+// events, request latency anomalies and their diagnosis (docs/analyze.md).
 //
-// analyze reads decode.Record values only; it must not import capture
-// directly for packet bytes, nor hwprobe, nor anything terminal-related
-// (the explorer lives in a sub-package).
+// The Analyzer reads decode.Record values only and never interprets packet
+// bytes. Run opens traces with the capture package solely to hand packets
+// to several decoders in parallel (decode.RecordReader is one goroutine);
+// everything past decoding sees Records. The package must not import
+// hwprobe, nor anything terminal-related (the explorer lives in a
+// sub-package); its renderers write to an io.Writer.
+//
+// An Analyzer is used from one goroutine. A Result is immutable once
+// Finish returns and may be shared.
 package analyze
