@@ -175,6 +175,22 @@ func TestSyntheticTraceAnalyzes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Every packet makes one Record; none may be lost between the reader,
+	// the decoders and the analyzer.
+	rr, err := decode.OpenRecords(path, capture.ReaderOptions{}, decode.DecoderOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := decode.ReadAll(rr)
+	rr.Close()
+	if err != nil || res.Stats.Records != int64(len(all)) {
+		t.Fatalf("Run fed %d Records, the trace has %d (%v)", res.Stats.Records, len(all), err)
+	}
+	// Two inputs are merged: the same trace twice gives every Record twice.
+	res2, err := Run(context.Background(), []string{path, path}, RunOptions{Workers: 3}, Options{SLO: time.Second})
+	if err != nil || res2.Stats.Records != 2*int64(len(all)) {
+		t.Fatalf("two inputs: %d Records (%v), want %d", res2.Stats.Records, err, 2*len(all))
+	}
 	// Every RPC of the generator is complete and attributed: 300 B
 	// request, 8 KiB response; ~12 packets + 1 report each.
 	if res.Stats.RPCs < 1400 || res.Stats.Incomplete != 0 || res.Stats.Unattributed != 0 || res.Stats.Inferred != 0 {

@@ -67,9 +67,13 @@ func Run(ctx context.Context, files []string, ro RunOptions, opts Options) (*Res
 		}
 	}
 	a := New(opts)
-	var src packetSource = capture.Merge(readers...)
+	// One file needs no merge heap. (Merge reads each reader's first
+	// packet at once, so it is only built when used.)
+	var src packetSource
 	if len(readers) == 1 {
-		src = readers[0] // no merge heap for one file
+		src = readers[0]
+	} else {
+		src = capture.Merge(readers...)
 	}
 	err := a.feedMerged(ctx, src, ro)
 	res := a.Finish()
