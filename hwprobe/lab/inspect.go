@@ -20,7 +20,8 @@ type TraceSummary struct {
 	// "r1/switch-egress-queue/drop|queuing|hop".
 	Events map[string]int
 	// RequestStarts holds the RPC IDs of request messages whose start a
-	// host qdisc reported (message-start events carrying the tag).
+	// host reported: host events whose inner packet carries the tag
+	// (message-start events, and threshold events raised by that segment).
 	RequestStarts map[uint64]bool
 	// WireRequests holds the RPC IDs of tagged request segments seen in
 	// the mirrored data plane.
@@ -72,7 +73,10 @@ func Inspect(path string, names map[uint32]string) (*TraceSummary, error) {
 				}
 			case decode.RecordHostEvent:
 				s.Events[node+"/"+r.Buffer.String()+"/"+r.Event.String()]++
-				if r.Event == decode.EventMessageStart && r.HasTag && r.Tag.Kind == decode.MessageRequest {
+				// A queuing event raised by a tagged segment carries the
+				// tag too, and the monitor sends it instead of the
+				// message-start event for that segment.
+				if r.HasTag && r.Tag.Kind == decode.MessageRequest {
 					s.RequestStarts[r.Tag.RPCID] = true
 				}
 			case decode.RecordDrop:

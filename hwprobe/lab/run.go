@@ -52,6 +52,9 @@ type Options struct {
 	// NoMessageStart deploys the monitors without per-message reports
 	// (DeployOptions.NoMessageStart): only abnormal events are exported.
 	NoMessageStart bool
+	// TaggerOnly loads the request tagger but no monitors or exporters,
+	// to tell the tagger's cost from the monitors' in the overhead bench.
+	TaggerOnly bool
 }
 
 // Result is what Run produced.
@@ -339,7 +342,7 @@ func (r *runner) deploy(ctx context.Context, wg *sync.WaitGroup) ([]*hwprobe.Dep
 	}
 	var deps []*hwprobe.Deployment
 	for _, n := range r.topo.Nodes {
-		if n.Role == RoleCollector {
+		if n.Role == RoleCollector || r.opts.TaggerOnly {
 			continue
 		}
 		d, err := hwprobe.Deploy(hwprobe.DeployOptions{
