@@ -25,6 +25,7 @@ type labOptions struct {
 	NoDeploy   bool
 	NoMirror   bool
 	NoMsgStart bool
+	TaggerOnly bool
 	Verbose    bool
 	Command    string   // the command line, recorded in the truth file
 	Agent      []string // argv prefix of `bufscope lab agent`; empty: this executable
@@ -147,7 +148,7 @@ func (o *labOptions) labRunOptions(fault string) (netlab.Options, error) {
 		agent = []string{self, "lab", "agent"}
 	}
 	lo := netlab.Options{Fault: fault, Params: o.Params, Output: o.Output, Overwrite: o.Overwrite, Command: o.Command,
-		Name: o.Name, Agent: agent, NoDeploy: o.NoDeploy, NoMirror: o.NoMirror, NoMessageStart: o.NoMsgStart, Log: io.Discard}
+		Name: o.Name, Agent: agent, NoDeploy: o.NoDeploy, NoMirror: o.NoMirror, NoMessageStart: o.NoMsgStart, TaggerOnly: o.TaggerOnly, Log: io.Discard}
 	if o.Verbose {
 		lo.Log = o.IO.ErrOut
 	}
@@ -192,6 +193,9 @@ func runLabRun(ctx context.Context, o *labOptions, fault string) error {
 
 // labError maps lab errors onto exit codes.
 func labError(err error) error {
+	if err == nil {
+		return nil
+	}
 	if errors.Is(err, os.ErrPermission) {
 		return privilegeError{err}
 	}
@@ -305,6 +309,7 @@ stored bytes per request. --doc appends the results as markdown.`,
 	bindParams(f, &opts.Params)
 	f.IntVar(&opts.Runs, "runs", 3, "repetitions of each phase (without, with deploy)")
 	f.BoolVar(&opts.NoMsgStart, "no-message-start", false, "deploy without per-message reports (only abnormal events)")
+	f.BoolVar(&opts.TaggerOnly, "tagger-only", false, "deploy only the request tagger, no monitors (to attribute the cost)")
 	f.StringVar(&opts.Doc, "doc", "", "append a markdown section with the results to this file")
 	f.StringVar(&opts.Name, "name", "", "lab name (1-6 letters/digits; default from the PID)")
 	f.BoolVarP(&opts.Verbose, "verbose", "v", false, "print progress")

@@ -3,6 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -71,5 +74,25 @@ func TestLabRunUsageErrors(t *testing.T) {
 	err := runLabBench(context.Background(), &labOptions{IO: s, Runs: 0})
 	if err == nil || exitCode(err) != exitUsage || !strings.Contains(err.Error(), "--runs") {
 		t.Fatalf("bench --runs 0: %v", err)
+	}
+}
+
+func TestLabErrorCodes(t *testing.T) {
+	if labError(nil) != nil {
+		t.Fatal("labError(nil) is not nil")
+	}
+	cases := []struct {
+		err  error
+		code int
+	}{
+		{fmt.Errorf("lab: %w", os.ErrPermission), exitPrivilege},
+		{errors.New("--clients 30: use 1 to 20"), exitUsage},
+		{errors.New("-o x: file exists"), exitUsage},
+		{errors.New("agent s1: exit status 1"), exitFailure},
+	}
+	for _, c := range cases {
+		if got := exitCode(labError(c.err)); got != c.code {
+			t.Errorf("%v: exit %d, want %d", c.err, got, c.code)
+		}
 	}
 }
