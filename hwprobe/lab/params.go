@@ -5,6 +5,13 @@ import (
 	"time"
 )
 
+// Sizes of the workload's messages (see workload.go): a 32-byte header,
+// and at most 64 MiB in all.
+const (
+	headerLen = 32
+	maxMsg    = 64 << 20
+)
+
 // Params are the knobs of a lab run; every one is a flag of
 // `bufscope lab run`, so new variants of a fault need no code. Zero fields
 // take the catalog entry's defaults (Fault.Defaults).

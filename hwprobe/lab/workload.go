@@ -28,11 +28,7 @@ import (
 //	0  magic "BSL1"    4  kind (1 request, 2 response)   5 method   6 flags
 //	8  message length (header included)    12  response length wanted
 //	16 RPC ID (64)     24  trace ID (64)
-const (
-	headerLen = 32
-	magic     = 0x42534c31
-	maxMsg    = 64 << 20
-)
+const magic = 0x42534c31 // "BSL1"
 
 // Methods name what a request is for; the fault catalog uses them to tell
 // the workload's requests apart in the requests file.
