@@ -56,13 +56,20 @@ func newLabListCmd(s ioStreams) *cobra.Command {
 		Short: "Print the fault catalog",
 		Args:  usageArgs(cobra.NoArgs),
 		RunE: func(*cobra.Command, []string) error {
-			return runLabList(s.Out)
+			return runLabList(s.Out, s.OutTTY)
 		},
 	}
 }
 
-func runLabList(w io.Writer) error {
-	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+// runLabList prints the catalog: aligned columns on a terminal, one
+// tab-separated line per entry otherwise, so scripts can cut fields.
+func runLabList(w io.Writer, tty bool) error {
+	var tw io.Writer = w
+	flush := func() error { return nil }
+	if tty {
+		t := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+		tw, flush = t, t.Flush
+	}
 	fmt.Fprintln(tw, "FAULT\tEVIDENCE\tDEFAULTS\tDESCRIPTION")
 	for _, f := range netlab.Catalog {
 		var ev []string
@@ -73,7 +80,7 @@ func runLabList(w io.Writer) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", f.Name, strings.Join(ev, ","),
 			fmt.Sprintf("%dc/%ds %s %s", d.Clients, d.Servers, d.Mode, d.Duration), f.Summary)
 	}
-	return tw.Flush()
+	return flush()
 }
 
 // bindParams binds the workload and fault flags. Zero values mean "the

@@ -14,17 +14,27 @@ import (
 )
 
 func TestLabList(t *testing.T) {
-	var out bytes.Buffer
-	if err := runLabList(&out); err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.Split(strings.TrimRight(out.String(), "\n"), "\n")
-	if len(lines) != len(netlab.Catalog)+1 || !strings.HasPrefix(lines[0], "FAULT") {
-		t.Fatalf("%d lines, want a header and %d entries:\n%s", len(lines), len(netlab.Catalog), out.String())
-	}
-	for i, f := range netlab.Catalog {
-		if fields := strings.Fields(lines[i+1]); len(fields) < 4 || fields[0] != f.Name {
-			t.Errorf("line %d = %q, want entry %s", i+1, lines[i+1], f.Name)
+	for _, tty := range []bool{false, true} {
+		var out bytes.Buffer
+		if err := runLabList(&out, tty); err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimRight(out.String(), "\n"), "\n")
+		if len(lines) != len(netlab.Catalog)+1 || !strings.HasPrefix(lines[0], "FAULT") {
+			t.Fatalf("tty %v: %d lines, want a header and %d entries:\n%s", tty, len(lines), len(netlab.Catalog), out.String())
+		}
+		for i, f := range netlab.Catalog {
+			fields := strings.Fields(lines[i+1])
+			if !tty {
+				// Piped: exactly four tab-separated fields.
+				fields = strings.Split(lines[i+1], "\t")
+				if len(fields) != 4 || fields[3] != f.Summary {
+					t.Errorf("piped line %d = %q: want 4 tab-separated fields ending in the summary", i+1, lines[i+1])
+				}
+			}
+			if len(fields) < 4 || fields[0] != f.Name {
+				t.Errorf("tty %v: line %d = %q, want entry %s", tty, i+1, lines[i+1], f.Name)
+			}
 		}
 	}
 }
