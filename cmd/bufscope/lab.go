@@ -43,6 +43,9 @@ collector, each in its own network namespace (bsl-<lab>-<node>, addresses in
 workload with request tags on the wire, injects a fault from the catalog
 and records the collector into a trace, with a truth file naming the fault
 and the workload's own view of every request beside it. See docs/lab.md.`,
+		Example: `  bufscope lab list
+  sudo bufscope lab run incast -o /tmp/incast.trace.zst
+  sudo bufscope lab down`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
@@ -54,7 +57,9 @@ func newLabListCmd(s ioStreams) *cobra.Command {
 	return &cobra.Command{
 		Use:   "list",
 		Short: "Print the fault catalog",
-		Args:  usageArgs(cobra.NoArgs),
+		Example: `  bufscope lab list
+  bufscope lab list | cut -f1,4     # names and descriptions`,
+		Args: usageArgs(cobra.NoArgs),
 		RunE: func(*cobra.Command, []string) error {
 			return runLabList(s.Out, s.OutTTY)
 		},
@@ -221,6 +226,10 @@ func newLabUpCmd(s ioStreams, runF func(context.Context, *labOptions) error) *co
 every node, start the workload servers, record to -o if given, print the
 nodes and wait for SIGINT/SIGTERM; then tear everything down. Run your own
 traffic meanwhile with 'ip netns exec bsl-<lab>-c1 …'.`,
+		Example: `  sudo bufscope lab up --clients 3 --servers 2 -o /tmp/lab.trace.zst
+  # in another terminal, untagged traffic of your own (lab names from the table):
+  sudo ip netns exec bsl-<lab>-s1 iperf3 -s -B 10.77.101.2 -1 &
+  sudo ip netns exec bsl-<lab>-c1 iperf3 -c 10.77.101.2 -t 5`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if runF != nil {
@@ -262,7 +271,9 @@ func newLabDownCmd(s ioStreams) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "down",
 		Short: "Remove every lab namespace, cgroup and pin (also leftovers of a crashed lab)",
-		Args:  usageArgs(cobra.NoArgs),
+		Example: `  sudo bufscope lab down              # every lab
+  sudo bufscope lab down --name t42    # one lab`,
+		Args: usageArgs(cobra.NoArgs),
 		RunE: func(*cobra.Command, []string) error {
 			removed, err := netlab.Down(name)
 			for _, r := range removed {
