@@ -47,7 +47,7 @@ measure() { # measure FILE LABEL
 	packets=$(zstd -d -c "$f" | tshark -r - -T fields -e frame.number 2>/dev/null | tail -1)
 	read -r _ zw _ < <(run zstd zstd -d -c "$f")
 	read -r _ bw brss < <(run analyze "$tmp/bufscope" analyze --slo 20ms --top 0 "$f")
-	read -r _ b1w _ < <(run analyze1 "$tmp/bufscope" analyze --slo 20ms --top 0 --workers 1 "$f")
+	read -r _ b1w _ < <(run analyze2 "$tmp/bufscope" analyze --slo 20ms --top 0 --workers 2 "$f")
 	# tshark reads bufscope traces written Wireshark-readable directly; for
 	# others it gets the decompressed pcapng (noted in the label).
 	local tf=$f
@@ -62,7 +62,7 @@ measure() { # measure FILE LABEL
 		"$(awk "BEGIN{print $tw/$bw}")"
 }
 
-echo "| trace | packets | records | zstd -d | bufscope analyze (all cores) | analyze --workers 1 | tshark -2 TCP analysis | analyze vs tshark |"
+echo "| trace | packets | records | zstd -d | bufscope analyze (default: one decoder per CPU but one) | analyze --workers 2 | tshark -2 TCP analysis | analyze vs tshark |"
 echo "|---|---|---|---|---|---|---|---|"
 if [[ $# -ge 1 ]]; then
 	measure "$1" "$(basename "$1")"
