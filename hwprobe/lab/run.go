@@ -124,7 +124,8 @@ func (r *runner) logf(format string, args ...any) {
 // Run brings a lab up, deploys bufscope on every node, runs the workload
 // with the fault injected, records the collector, writes the trace, the
 // truth and the requests file, and tears everything down (also on error
-// and when ctx is cancelled).
+// and when ctx is cancelled). Runs of labs with different names may go on
+// at the same time; the Result and its slices belong to the caller.
 func Run(ctx context.Context, opts Options) (res *Result, err error) {
 	f := Lookup(opts.Fault)
 	if f == nil {
