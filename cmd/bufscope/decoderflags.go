@@ -16,14 +16,14 @@ type decoderFlags struct {
 	ReportPorts []uint
 	INTPorts    []uint
 	INTDSCPs    []uint
-	TagExID     uint
+	TagExID     uint // 0 selects decode.TagExID
 }
 
 func (d *decoderFlags) bind(f *pflag.FlagSet) {
 	f.UintSliceVar(&d.ReportPorts, "report-port", nil, "UDP port carrying Telemetry Reports; repeat for several (default: 32766, 5900, 1234, 54321, 556, 3933)")
 	f.UintSliceVar(&d.INTPorts, "int-port", nil, "UDP destination port that signals INT over UDP; repeat for several (default: none)")
 	f.UintSliceVar(&d.INTDSCPs, "int-dscp", nil, "DSCP value that signals INT over TCP/UDP; repeat for several (default: 0x17, 0x20)")
-	f.UintVar(&d.TagExID, "tag-exid", decode.TagExID, "RFC 6994 ExID of the request tag option")
+	f.UintVar(&d.TagExID, "tag-exid", decode.TagExID, "RFC 6994 ExID of the request tag option (0 selects the default)")
 }
 
 func (d *decoderFlags) validate() error {
@@ -38,8 +38,8 @@ func (d *decoderFlags) validate() error {
 			return usageError{fmt.Errorf("--int-dscp %d: a DSCP is 0 to 63", v)}
 		}
 	}
-	if d.TagExID == 0 || d.TagExID > 0xffff {
-		return usageError{fmt.Errorf("--tag-exid %d: an ExID is 1 to 65535", d.TagExID)}
+	if d.TagExID > 0xffff {
+		return usageError{fmt.Errorf("--tag-exid %d: an ExID is 16 bits (0 selects the default 0xBF5C)", d.TagExID)}
 	}
 	return nil
 }

@@ -42,7 +42,6 @@ func TestDecoderFlagsSelectWhatIsTelemetry(t *testing.T) {
 func TestDecoderFlagsRejectBadValues(t *testing.T) {
 	demo := filepath.Join(moduleRoot(t), "fixtures", "demo.trace.zst")
 	for _, tc := range []struct{ flag, value string }{
-		{"--tag-exid", "0"},
 		{"--tag-exid", "70000"},
 		{"--int-dscp", "64"},
 		{"--int-port", "0"},
