@@ -109,7 +109,9 @@ func runCollector(ctx context.Context, cfg CollectorConfig, ready func()) error 
 	if topo, err = json.Marshal(doc); err != nil {
 		return err
 	}
-	w, err := capture.Create(cfg.Output, capture.WriterOptions{Interfaces: live.Interfaces(), Topology: topo, Overwrite: cfg.Overwrite})
+	w, err := capture.Create(cfg.Output, capture.WriterOptions{Interfaces: live.Interfaces(), Topology: topo, Overwrite: cfg.Overwrite,
+		// Lab traces are fixtures people open in Wireshark.
+		WiresharkReadable: true})
 	if err != nil {
 		return fmt.Errorf("collector: -o %s: %w", cfg.Output, err)
 	}
