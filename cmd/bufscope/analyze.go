@@ -12,19 +12,19 @@ import (
 )
 
 type analyzeOptions struct {
-	IO          ioStreams
-	Files       []string
-	SLO         time.Duration
-	JSON        bool
-	Explain     string
-	Top         int
-	From        string
-	To          string
-	Workers     int
-	MADs        float64
-	Percentile  float64
-	Window      time.Duration
-	ReportPorts []uint
+	IO         ioStreams
+	Files      []string
+	SLO        time.Duration
+	JSON       bool
+	Explain    string
+	Top        int
+	From       string
+	To         string
+	Workers    int
+	MADs       float64
+	Percentile float64
+	Window     time.Duration
+	Decoder    decoderFlags
 }
 
 func newAnalyzeCmd(s ioStreams, runF func(context.Context, *analyzeOptions) error) *cobra.Command {
@@ -70,7 +70,7 @@ chain, evidence and culprits. docs/analyze.md explains the model.`,
 	f.Float64Var(&opts.MADs, "baseline-mads", 6, "flag RPCs above their class median plus this many scaled MADs (negative: off)")
 	f.Float64Var(&opts.Percentile, "baseline-percentile", 0, "also flag RPCs above this percentile of their class (0: off)")
 	f.DurationVar(&opts.Window, "window", 10*time.Second, "state kept in trace time; must exceed the longest request")
-	f.UintSliceVar(&opts.ReportPorts, "report-port", nil, "UDP port carrying Telemetry Reports; repeat for several (default: decode's list)")
+	opts.Decoder.bind(f)
 	return cmd
 }
 
@@ -89,38 +89,20 @@ func (o *analyzeOptions) validate() error {
 	case o.JSON && o.Explain != "":
 		return usageError{errors.New("--json and --explain exclude each other: --json already holds every chain")}
 	}
-	for _, p := range o.ReportPorts {
-		if p == 0 || p > 65535 {
-			return usageError{fmt.Errorf("--report-port %d: not a port number", p)}
-		}
-	}
-	return nil
+	return o.Decoder.validate()
 }
 
 func runAnalyze(ctx context.Context, o *analyzeOptions) error {
 	if err := o.validate(); err != nil {
 		return err
 	}
-	from, err := parseTimeBound("from", o.From)
+	from, to, err := resolveTimeRange(o.From, o.To, o.Files)
 	if err != nil {
 		return err
-	}
-	to, err := parseTimeBound("to", o.To)
-	if err != nil {
-		return err
-	}
-	var first time.Time
-	if from.isRel || to.isRel {
-		if first, err = firstTimestamp(o.Files); err != nil {
-			return err
-		}
 	}
 	aopts := analyze.Options{SLO: o.SLO, BaselineMADs: o.MADs, BaselinePercentile: o.Percentile, Window: o.Window,
-		From: from.resolve(first), To: to.resolve(first)}
-	if !aopts.From.IsZero() && !aopts.To.IsZero() && !aopts.To.After(aopts.From) {
-		return usageError{fmt.Errorf("--to %s is not after --from %s", o.To, o.From)}
-	}
-	ro := analyze.RunOptions{Workers: o.Workers}
+		From: from, To: to}
+	ro := analyze.RunOptions{Workers: o.Workers, Decoder: o.Decoder.options()}
 	// Read from a window before --from so that requests already in flight
 	// at --from are whole; the analyzer reports only those starting inside.
 	if !aopts.From.IsZero() {
@@ -128,12 +110,6 @@ func runAnalyze(ctx context.Context, o *analyzeOptions) error {
 	}
 	if !aopts.To.IsZero() {
 		ro.Reader.To = aopts.To.Add(o.Window)
-	}
-	if o.ReportPorts != nil {
-		ro.Decoder.ReportPorts = []uint16{}
-		for _, p := range o.ReportPorts {
-			ro.Decoder.ReportPorts = append(ro.Decoder.ReportPorts, uint16(p))
-		}
 	}
 	if o.IO.ErrTTY {
 		ro.Progress = progressLine(o.IO)
