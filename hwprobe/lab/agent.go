@@ -104,7 +104,7 @@ func runCollector(ctx context.Context, cfg CollectorConfig, ready func()) error 
 		return fmt.Errorf("collector: topology: %w", err)
 	}
 	if len(cfg.Nodes) > 0 {
-		doc["lab_nodes"] = cfg.Nodes
+		doc["nodes"] = cfg.Nodes
 	}
 	if topo, err = json.Marshal(doc); err != nil {
 		return err
