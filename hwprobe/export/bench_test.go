@@ -3,6 +3,7 @@ package export
 import (
 	"net"
 	"testing"
+	"time"
 
 	"github.com/bufscope/bufscope/decode"
 	"github.com/bufscope/bufscope/hwprobe/monitor"
@@ -88,5 +89,33 @@ func TestExporterHostPathAllocs(t *testing.T) {
 	}
 	if c := x.Counters(); c.SendErrors != 0 || c.Reports == 0 {
 		t.Errorf("counters %+v", c)
+	}
+}
+
+// TestExporterToCollectorWithoutSocket: a collector that captures with
+// AF_PACKET (bufscope record) has no socket on the report port, so the
+// kernel answers each datagram with ICMP port unreachable, which a connected
+// UDP socket reports on the next send. No report may be lost to that.
+func TestExporterToCollectorWithoutSocket(t *testing.T) {
+	col, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := col.LocalAddr().String()
+	col.Close() // nobody listens there now
+	x, err := New(Options{Collector: addr, NodeID: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	ev := qdiscEvent()
+	const packets = 50
+	for i := 0; i < packets; i++ {
+		x.add(&ev, nil)
+		x.flushHost()
+		time.Sleep(time.Millisecond) // let the ICMP error arrive
+	}
+	if c := x.Counters(); c.SendErrors != 0 || c.Packets != packets {
+		t.Errorf("%d packets sent, %d send errors; want %d and 0", c.Packets, c.SendErrors, packets)
 	}
 }

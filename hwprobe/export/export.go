@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/bufscope/bufscope/decode"
@@ -335,7 +336,15 @@ func (x *Exporter) flushRouter() {
 
 func (x *Exporter) send(p []byte, reports int) {
 	x.seq = (x.seq + 1) & 0x3FFFFF
-	if _, err := x.conn.Write(p); err != nil {
+	_, err := x.conn.Write(p)
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		// The ICMP port-unreachable of an earlier datagram, reported on
+		// this send, which did not happen. Collectors that capture with
+		// AF_PACKET (bufscope record) have no socket on the port, so
+		// every datagram draws one: send again rather than lose it.
+		_, err = x.conn.Write(p)
+	}
+	if err != nil {
 		x.sendErrs.Add(1)
 		return
 	}
