@@ -12,84 +12,24 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/gopacket/gopacket"
-	"golang.org/x/sys/unix"
 
 	"github.com/bufscope/bufscope/decode"
 	"github.com/bufscope/bufscope/hwprobe"
 	"github.com/bufscope/bufscope/hwprobe/monitor/montest"
-	"github.com/bufscope/bufscope/hwprobe/rpctag"
 )
 
 // The tagged client runs as a child process (this test binary again): it
 // must be a member of the tagged cgroup, which the test itself must not
 // join.
 func TestMain(m *testing.M) {
-	if os.Getenv("BST_DEPLOY_CLIENT") != "" {
-		if err := taggedClient(); err != nil {
-			fmt.Fprintln(os.Stderr, "client:", err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
+	montest.RunTaggedClientIfChild()
 	os.Exit(m.Run())
-}
-
-func rpcID(i int) uint64 { return 0xD3B1_0000_0000_0000 | uint64(i) }
-
-// taggedClient joins BST_CGROUP, enters BST_NETNS, connects to BST_ADDR and
-// sends BST_N request messages of 3000 bytes, each announced to the tagger.
-func taggedClient() error {
-	n, err := strconv.Atoi(os.Getenv("BST_N"))
-	if err != nil {
-		return err
-	}
-	procs := filepath.Join(os.Getenv("BST_CGROUP"), "cgroup.procs")
-	if err := os.WriteFile(procs, []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
-		return err
-	}
-	runtime.LockOSThread()
-	ns, err := os.Open(os.Getenv("BST_NETNS"))
-	if err != nil {
-		return err
-	}
-	if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
-		return err
-	}
-	table, err := rpctag.Open(os.Getenv("BST_PIN"))
-	if err != nil {
-		return err
-	}
-	defer table.Close()
-	c, err := net.Dial("tcp4", os.Getenv("BST_ADDR"))
-	if err != nil {
-		return err
-	}
-	conn, err := table.Wrap(c.(*net.TCPConn))
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	msg := make([]byte, 3000)
-	for i := 0; i < n; i++ {
-		if err := conn.BeginMessage(rpctag.Request, rpcID(i), 0x7ACE, uint32(len(msg))); err != nil {
-			return err
-		}
-		if _, err := conn.Write(msg); err != nil {
-			return err
-		}
-		// One message at a time on the wire, as an RPC client waiting for
-		// responses would send them.
-		time.Sleep(5 * time.Millisecond)
-	}
-	return conn.CloseWrite()
 }
 
 // tagRPCID finds the bufscope tag in an IPv4/TCP header and returns its
@@ -173,9 +113,13 @@ func TestDeployReportsTaggedMessageStarts(t *testing.T) {
 	const n = 20
 	ln := montest.Listen(t, p.Server.NS, p.Server.IP)
 	got := montest.Sink(t, ln, 0)
+	// One 3000-byte message at a time on the wire, as an RPC client
+	// waiting for responses would send them.
+	client := montest.TaggedClient{Cgroup: cg, Netns: montest.Path(p.Client.NS), Pin: d.TagsPinPath(),
+		Addr: ln.Addr().String(), N: n, Size: 3000, Gap: 5 * time.Millisecond, RPCBase: 0xD3B1_0000_0000_0000}
+	rpcID := client.RPCID
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "BST_DEPLOY_CLIENT=1", "BST_CGROUP="+cg, "BST_NETNS="+montest.Path(p.Client.NS),
-		"BST_PIN="+d.TagsPinPath(), "BST_ADDR="+ln.Addr().String(), "BST_N="+strconv.Itoa(n))
+	cmd.Env = client.Env()
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("tagged client: %v\n%s", err, out)
 	}

@@ -11,17 +11,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/bufscope/bufscope/hwprobe/monitor/montest"
-	"github.com/bufscope/bufscope/hwprobe/rpctag"
 )
 
 // TestDeployRecordDecode runs the data plane the way a user does: `bufscope
@@ -97,9 +93,12 @@ func TestDeployRecordDecode(t *testing.T) {
 	const n, size = 12, 64 << 10
 	ln := montest.Listen(t, p.Server.NS, p.Server.IP)
 	got := montest.Sink(t, ln, 0)
+	// The queue drains between messages (64 KiB take 26 ms at 20 Mbit/s), so
+	// each message starts on an empty queue, then overflows it.
+	tc := montest.TaggedClient{Cgroup: cg, Netns: montest.Path(p.Client.NS), Pin: pin, Addr: ln.Addr().String(),
+		N: n, Size: size, Gap: 40 * time.Millisecond, RPCBase: 0xE2E0_0000_0000_0000}
 	client := exec.Command(os.Args[0], "-test.run=^$")
-	client.Env = append(os.Environ(), "BST_E2E_CLIENT=1", "BST_CGROUP="+cg, "BST_NETNS="+montest.Path(p.Client.NS),
-		"BST_PIN="+pin, "BST_ADDR="+ln.Addr().String(), "BST_N="+strconv.Itoa(n), "BST_SIZE="+strconv.Itoa(size))
+	client.Env = tc.Env()
 	if b, err := client.CombinedOutput(); err != nil {
 		t.Fatalf("tagged client: %v\n%s", err, b)
 	}
@@ -124,7 +123,7 @@ func TestDeployRecordDecode(t *testing.T) {
 	}
 	text := string(tree)
 	for i := 0; i < n; i++ {
-		id := fmt.Sprintf("%016x", e2eRPCID(i))
+		id := fmt.Sprintf("%016x", tc.RPCID(i))
 		if !strings.Contains(text, id) {
 			t.Errorf("decode -V shows no report carrying the tag of RPC %s", id)
 		}
@@ -138,55 +137,6 @@ func TestDeployRecordDecode(t *testing.T) {
 		t.Logf("deploy's counters:\n%s", deployCounters)
 		t.Logf("decode -V output (first 4000 bytes):\n%s", text[:min(len(text), 4000)])
 	}
-}
-
-func e2eRPCID(i int) uint64 { return 0xE2E0_0000_0000_0000 | uint64(i) }
-
-// e2eClient runs in a child process: it joins the tagged cgroup, enters the
-// client namespace and sends BST_N request messages of BST_SIZE bytes, each
-// announced to the tagger.
-func e2eClient() error {
-	n, _ := strconv.Atoi(os.Getenv("BST_N"))
-	size, _ := strconv.Atoi(os.Getenv("BST_SIZE"))
-	if err := os.WriteFile(filepath.Join(os.Getenv("BST_CGROUP"), "cgroup.procs"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
-		return err
-	}
-	runtime.LockOSThread()
-	ns, err := os.Open(os.Getenv("BST_NETNS"))
-	if err != nil {
-		return err
-	}
-	if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
-		return err
-	}
-	table, err := rpctag.Open(os.Getenv("BST_PIN"))
-	if err != nil {
-		return err
-	}
-	defer table.Close()
-	c, err := net.Dial("tcp4", os.Getenv("BST_ADDR"))
-	if err != nil {
-		return err
-	}
-	conn, err := table.Wrap(c.(*net.TCPConn))
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	msg := make([]byte, size)
-	for i := 0; i < n; i++ {
-		if err := conn.BeginMessage(rpctag.Request, e2eRPCID(i), 0xE2E, uint32(len(msg))); err != nil {
-			return err
-		}
-		if _, err := conn.Write(msg); err != nil {
-			return err
-		}
-		// As an RPC client waiting for its response would: the queue drains
-		// between messages (64 KiB take 26 ms at 20 Mbit/s), so each
-		// message starts on an empty queue, then overflows it.
-		time.Sleep(40 * time.Millisecond)
-	}
-	return conn.CloseWrite()
 }
 
 func cgroup2Mount(t *testing.T) string {

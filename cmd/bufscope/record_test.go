@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/bufscope/bufscope/capture"
+	"github.com/bufscope/bufscope/hwprobe/monitor/montest"
 )
 
 var (
@@ -49,14 +50,8 @@ func bufscopeBinary(t *testing.T) string {
 }
 
 func TestMain(m *testing.M) {
-	if os.Getenv("BST_E2E_CLIENT") != "" {
-		// A child of TestDeployRecordDecode: the tagged RPC client.
-		if err := e2eClient(); err != nil {
-			fmt.Fprintln(os.Stderr, "client:", err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
+	// A child of TestDeployRecordDecode: the tagged RPC client.
+	montest.RunTaggedClientIfChild()
 	code := m.Run()
 	if binPath != "" {
 		os.RemoveAll(filepath.Dir(binPath))
