@@ -226,7 +226,11 @@ func TestQdiscQuietWithoutShaper(t *testing.T) {
 	// those faithfully. TestSendQueueQuietForSmallMessages is the quiet
 	// case for retransmissions.
 	t.Logf("%d retransmissions from reordering", len(filter(evs, monitor.BufferSocketSend, monitor.EventRetransmission)))
-	limits := map[uint8]int{monitor.EventDrop: 0, monitor.EventStall: 0}
+	// One receive-queue stall episode (start and clear) is allowed: with
+	// -race and the other packages' tests on two CPUs, the reading goroutine
+	// can be off CPU for over a second, which is a real stall the monitor
+	// is right to report. Drops there are none.
+	limits := map[uint8]int{monitor.EventDrop: 0, monitor.EventStall: 2}
 	for kind, limit := range limits {
 		if n := count(evs, func(e *monitor.Event) bool { return e.Event == kind }); n > limit {
 			t.Errorf("%d events of kind %d without a fault", n, kind)

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
@@ -237,18 +238,42 @@ func TestConnPrunesAcknowledged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := 0; i < 3*pruneEvery; i++ {
-		if err := conn.BeginMessage(Request, uint64(i), 1, 10); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := conn.Write(make([]byte, 10)); err != nil {
-			t.Fatal(err)
+	send := func(from, to int) {
+		for i := from; i < to; i++ {
+			if err := conn.BeginMessage(Request, uint64(i), 1, 10); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := conn.Write(make([]byte, 10)); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
-	// Loopback acknowledges at once, so at most the messages since the
-	// last prune can remain (plus the ones announced right before it).
-	if n := countEntries(t, table); n > 2*pruneEvery || n == 0 {
-		t.Errorf("%d entries after %d messages: acknowledged ones were not pruned", n, 3*pruneEvery)
+	send(0, 3*pruneEvery)
+	// Wait until the peer has acknowledged all of it (delayed ACKs, and a
+	// loaded machine, can hold that back), then announce enough messages
+	// to pass the next prune point: that prune must remove every entry of
+	// the first batch, so at most the second batch remains.
+	raw, err := c.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		var acked uint64
+		raw.Control(func(fd uintptr) {
+			if info, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO); err == nil {
+				acked = info.Bytes_acked
+			}
+		})
+		if acked >= 10*3*pruneEvery {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("peer acknowledged %d of %d bytes in 5 s", acked, 10*3*pruneEvery)
+		}
+	}
+	send(3*pruneEvery, 4*pruneEvery+1)
+	if n := countEntries(t, table); n > pruneEvery+1 || n == 0 {
+		t.Errorf("%d entries after %d messages: acknowledged ones were not pruned", n, 4*pruneEvery+1)
 	}
 }
 
