@@ -11,8 +11,10 @@ import (
 )
 
 // WriteTable writes the RLAs (at most top; 0 = all), most excess first, as
-// a table, then the summary by root cause.
-func WriteTable(w io.Writer, res *Result, top int) error {
+// a table, then the summary by root cause. Plain output (for pipes and
+// scripts) writes each table as a header line and rows of tab-separated
+// cells instead of drawn boxes.
+func WriteTable(w io.Writer, res *Result, top int, plain bool) error {
 	fmt.Fprintf(w, "%d requests, %d RPCs (%d incomplete), %d RLAs", res.Stats.Requests, res.Stats.RPCs, res.Stats.Incomplete, len(res.RLAs))
 	if res.SLO > 0 {
 		fmt.Fprintf(w, " (SLO %s)", dur(res.SLO))
@@ -25,8 +27,7 @@ func WriteTable(w io.Writer, res *Result, top int) error {
 	if top > 0 && len(rows) > top {
 		rows = rows[:top]
 	}
-	t := tablewriter.NewWriter(w)
-	t.Header("request", "start", "latency", "excess", "rule", "root cause", "event", "conf", "top culprit")
+	cells := make([][]string, 0, len(rows))
 	for _, q := range rows {
 		rc, ev, conf, cul := "-", "-", "-", "-"
 		if d := q.Diagnosis; d != nil {
@@ -39,26 +40,44 @@ func WriteTable(w io.Writer, res *Result, top int) error {
 				}
 			}
 		}
-		if err := t.Append(q.ID, time.Unix(0, q.Start).UTC().Format("15:04:05.000"), dur(q.Latency), dur(q.Excess),
-			ruleNames(q.Rules), rc, ev, conf, cul); err != nil {
-			return err
-		}
+		cells = append(cells, []string{q.ID, time.Unix(0, q.Start).UTC().Format("15:04:05.000"), dur(q.Latency), dur(q.Excess),
+			ruleNames(q.Rules), rc, ev, conf, cul})
 	}
-	if err := t.Render(); err != nil {
+	if err := writeCells(w, plain, []string{"request", "start", "latency", "excess", "rule", "root cause", "event", "conf", "top culprit"}, cells); err != nil {
 		return err
 	}
 	if top > 0 && len(res.RLAs) > top {
 		fmt.Fprintf(w, "(%d more; --top 0 shows all)\n", len(res.RLAs)-top)
 	}
 	fmt.Fprintln(w)
-	s := tablewriter.NewWriter(w)
-	s.Header("root cause", "event", "count", "excess")
+	cells = cells[:0]
 	for _, c := range res.Summary {
-		if err := s.Append(c.Buffer, c.Event, fmt.Sprint(c.RLAs), dur(c.Excess)); err != nil {
+		cells = append(cells, []string{c.Buffer, c.Event, fmt.Sprint(c.RLAs), dur(c.Excess)})
+	}
+	return writeCells(w, plain, []string{"root cause", "event", "count", "excess"}, cells)
+}
+
+// writeCells draws a table, or writes tab-separated lines when plain.
+func writeCells(w io.Writer, plain bool, header []string, rows [][]string) error {
+	if plain {
+		if _, err := fmt.Fprintln(w, strings.Join(header, "\t")); err != nil {
+			return err
+		}
+		for _, r := range rows {
+			if _, err := fmt.Fprintln(w, strings.Join(r, "\t")); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	t := tablewriter.NewWriter(w)
+	t.Header(header)
+	for _, r := range rows {
+		if err := t.Append(r); err != nil {
 			return err
 		}
 	}
-	return s.Render()
+	return t.Render()
 }
 
 func ruleNames(rs []Rule) string {

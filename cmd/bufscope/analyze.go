@@ -139,7 +139,7 @@ func runAnalyze(ctx context.Context, o *analyzeOptions) error {
 	case o.JSON:
 		werr = analyze.WriteJSON(out, res, o.Top)
 	default:
-		werr = analyze.WriteTable(out, res, o.Top)
+		werr = analyze.WriteTable(out, res, o.Top, !o.IO.OutTTY)
 	}
 	if ferr := out.Flush(); werr == nil {
 		werr = ferr

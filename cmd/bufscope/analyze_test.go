@@ -140,3 +140,24 @@ func TestAnalyzeFromTo(t *testing.T) {
 		t.Errorf("around the RLA: exit %d\n%s", code, out)
 	}
 }
+
+// Piped output is for scripts: tab-separated cells, no drawn boxes.
+func TestAnalyzePipedOutputIsTabSeparated(t *testing.T) {
+	incast := filepath.Join(moduleRoot(t), "fixtures", "incast.trace.zst")
+	out, errOut, code := execute(t, "analyze", "--slo", "15ms", "--top", "2", incast)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) < 4 || lines[1] != "request\tstart\tlatency\texcess\trule\troot cause\tevent\tconf\ttop culprit" {
+		t.Fatalf("no tab-separated RLA header in:\n%s", out)
+	}
+	for _, l := range lines[2:4] {
+		if f := strings.Split(l, "\t"); len(f) != 9 || !strings.HasPrefix(f[0], "0x") {
+			t.Errorf("RLA row %q: %d cells, want 9 starting with the request ID", l, len(f))
+		}
+	}
+	if strings.ContainsAny(out, "│┌└") {
+		t.Errorf("piped output draws boxes:\n%s", out)
+	}
+}
