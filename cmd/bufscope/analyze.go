@@ -140,6 +140,12 @@ func runAnalyze(ctx context.Context, o *analyzeOptions) error {
 		werr = analyze.WriteJSON(out, res, o.Top)
 	default:
 		werr = analyze.WriteTable(out, res, o.Top, !o.IO.OutTTY)
+		if len(res.RLAs) == 0 && o.SLO == 0 && res.Stats.Requests > 0 {
+			// The baseline rules compare a request with its own class: a
+			// fault that slows the whole class for the whole trace raises
+			// none. Say so instead of letting "0 RLAs" read as "all fine".
+			fmt.Fprintln(o.IO.ErrOut, "bufscope analyze: no --slo given, so only requests far above their own class's median are flagged; a fault that lasts the whole trace slows every request alike: pass --slo with the latency you expect (e.g. --slo 20ms)")
+		}
 	}
 	if ferr := out.Flush(); werr == nil {
 		werr = ferr

@@ -161,3 +161,23 @@ func TestAnalyzePipedOutputIsTabSeparated(t *testing.T) {
 		t.Errorf("piped output draws boxes:\n%s", out)
 	}
 }
+
+// Without --slo, "0 RLAs" on a trace where every request was slowed must
+// not read as "all is well": the command says what to pass.
+func TestAnalyzeHintsAtSLOWhenBaselineFindsNothing(t *testing.T) {
+	incast := filepath.Join(moduleRoot(t), "fixtures", "incast.trace.zst")
+	out, errOut, code := execute(t, "analyze", incast)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if !strings.Contains(out, " 0 RLAs") {
+		t.Fatalf("the baseline rules now flag RLAs on the incast fixture: update the README, which says they do not, and this test:\n%s", out)
+	}
+	if !strings.Contains(errOut, "--slo") {
+		t.Errorf("0 RLAs without --slo and no hint on stderr: %q", errOut)
+	}
+	_, errOut, _ = execute(t, "analyze", "--slo", "15ms", incast)
+	if strings.Contains(errOut, "no --slo given") {
+		t.Errorf("hint printed although --slo was given: %q", errOut)
+	}
+}
