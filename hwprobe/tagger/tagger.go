@@ -13,6 +13,8 @@ import (
 	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
+
+	"github.com/bufscope/bufscope/decode"
 )
 
 // ErrNotSupported is wrapped by Load when the kernel lacks a feature the
@@ -20,8 +22,9 @@ import (
 // BTF). It is cilium/ebpf's sentinel, so errors.Is works with either name.
 var ErrNotSupported = ebpf.ErrNotSupported
 
-// DefaultExID is the RFC 6994 experiment ID of the request tag.
-const DefaultExID = 0xBF5C
+// DefaultExID is the RFC 6994 experiment ID of the request tag: the one
+// the wire format (docs/wire-format.md §1) and package decode define.
+const DefaultExID = decode.TagExID
 
 // DefaultPinDir is where taggers pin their tags maps.
 const DefaultPinDir = "/sys/fs/bpf/bufscope"
