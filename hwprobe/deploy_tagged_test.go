@@ -5,7 +5,6 @@ package hwprobe_test
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
 
 	"github.com/bufscope/bufscope/decode"
 	"github.com/bufscope/bufscope/hwprobe"
@@ -32,37 +32,14 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// tagRPCID finds the bufscope tag in an IPv4/TCP header and returns its
-// RPC ID.
-func tagRPCID(h []byte) (uint64, bool) {
-	if len(h) < 40 || h[0]>>4 != 4 || h[9] != 6 {
+// tagRPCID reads the request tag of a report's inner IPv4/TCP header the
+// way the analyzer will, with package decode.
+func tagRPCID(dec *decode.Decoder, h []byte) (uint64, bool) {
+	recs := dec.Records(0, 0, layers.LinkTypeIPv4, h, nil)
+	if len(recs) != 1 || !recs[0].HasTag {
 		return 0, false
 	}
-	ihl := int(h[0]&0x0f) * 4
-	tcp := h[ihl:]
-	doff := int(tcp[12]>>4) * 4
-	if doff > len(tcp) {
-		return 0, false
-	}
-	opts := tcp[20:doff]
-	for len(opts) >= 2 {
-		switch opts[0] {
-		case 0:
-			return 0, false
-		case 1:
-			opts = opts[1:]
-			continue
-		}
-		l := int(opts[1])
-		if l < 2 || l > len(opts) {
-			return 0, false
-		}
-		if opts[0] == 253 && l == 28 && binary.BigEndian.Uint16(opts[2:]) == 0xBF5C {
-			return binary.BigEndian.Uint64(opts[6:]), true
-		}
-		opts = opts[l:]
-	}
-	return 0, false
+	return recs[0].Tag.RPCID, true
 }
 
 func TestDeployReportsTaggedMessageStarts(t *testing.T) {
@@ -137,6 +114,7 @@ func TestDeployReportsTaggedMessageStarts(t *testing.T) {
 	defer mu.Unlock()
 	seen := map[uint64]int{}
 	var tr decode.TelemetryReportV2
+	dec := decode.NewDecoder(decode.DecoderOptions{})
 	for _, pkt := range pkts {
 		if err := tr.DecodeFromBytes(pkt, gopacket.NilDecodeFeedback); err != nil {
 			t.Fatal(err)
@@ -145,7 +123,7 @@ func TestDeployReportsTaggedMessageStarts(t *testing.T) {
 			if r.Host.Event != decode.EventMessageStart {
 				continue
 			}
-			id, ok := tagRPCID(r.Inner)
+			id, ok := tagRPCID(dec, r.Inner)
 			if !ok || r.Host.Buffer != decode.BufferQdisc || !r.F {
 				t.Errorf("message-start report buffer %v F=%v without a readable tag: % x", r.Host.Buffer, r.F, r.Inner)
 				continue
