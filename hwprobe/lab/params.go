@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"cmp"
 	"fmt"
 	"time"
 )
@@ -49,66 +50,26 @@ type Params struct {
 
 // merge returns p with its zero fields taken from d.
 func (p Params) merge(d Params) Params {
-	if p.Clients == 0 {
-		p.Clients = d.Clients
-	}
-	if p.Servers == 0 {
-		p.Servers = d.Servers
-	}
-	if p.Duration == 0 {
-		p.Duration = d.Duration
-	}
-	if p.Mode == "" {
-		p.Mode = d.Mode
-	}
-	if p.Rate == 0 {
-		p.Rate = d.Rate
-	}
-	if p.Concurrency == 0 {
-		p.Concurrency = d.Concurrency
-	}
-	if p.ReqBytes == 0 {
-		p.ReqBytes = d.ReqBytes
-	}
-	if p.RespBytes == 0 {
-		p.RespBytes = d.RespBytes
-	}
-	if p.LinkRate == "" {
-		p.LinkRate = d.LinkRate
-	}
-	if p.QueueBytes == 0 {
-		p.QueueBytes = d.QueueBytes
-	}
-	if p.FaultAt == 0 {
-		p.FaultAt = d.FaultAt
-	}
-	if p.FaultFor == 0 {
-		p.FaultFor = d.FaultFor
-	}
-	if p.LossPercent == 0 {
-		p.LossPercent = d.LossPercent
-	}
-	if p.AppDelay == 0 {
-		p.AppDelay = d.AppDelay
-	}
-	if p.ReadPause == 0 {
-		p.ReadPause = d.ReadPause
-	}
-	if p.RcvBuf == 0 {
-		p.RcvBuf = d.RcvBuf
-	}
-	if p.SndBuf == 0 {
-		p.SndBuf = d.SndBuf
-	}
-	if p.HostRate == "" {
-		p.HostRate = d.HostRate
-	}
-	if p.SLO == 0 {
-		p.SLO = d.SLO
-	}
-	if p.Seed == 0 {
-		p.Seed = d.Seed
-	}
+	p.Clients = cmp.Or(p.Clients, d.Clients)
+	p.Servers = cmp.Or(p.Servers, d.Servers)
+	p.Duration = cmp.Or(p.Duration, d.Duration)
+	p.Mode = cmp.Or(p.Mode, d.Mode)
+	p.Rate = cmp.Or(p.Rate, d.Rate)
+	p.Concurrency = cmp.Or(p.Concurrency, d.Concurrency)
+	p.ReqBytes = cmp.Or(p.ReqBytes, d.ReqBytes)
+	p.RespBytes = cmp.Or(p.RespBytes, d.RespBytes)
+	p.LinkRate = cmp.Or(p.LinkRate, d.LinkRate)
+	p.QueueBytes = cmp.Or(p.QueueBytes, d.QueueBytes)
+	p.FaultAt = cmp.Or(p.FaultAt, d.FaultAt)
+	p.FaultFor = cmp.Or(p.FaultFor, d.FaultFor)
+	p.LossPercent = cmp.Or(p.LossPercent, d.LossPercent)
+	p.AppDelay = cmp.Or(p.AppDelay, d.AppDelay)
+	p.ReadPause = cmp.Or(p.ReadPause, d.ReadPause)
+	p.RcvBuf = cmp.Or(p.RcvBuf, d.RcvBuf)
+	p.SndBuf = cmp.Or(p.SndBuf, d.SndBuf)
+	p.HostRate = cmp.Or(p.HostRate, d.HostRate)
+	p.SLO = cmp.Or(p.SLO, d.SLO)
+	p.Seed = cmp.Or(p.Seed, d.Seed)
 	return p
 }
 
