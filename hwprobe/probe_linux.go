@@ -147,7 +147,7 @@ var tracepoints = []struct{ name, disables string }{
 	{"tcp_retransmit_skb", "retransmission events"},
 	{"sock_rcvqueue_full", "socket receive queue overflow events"},
 	{"sock_exceed_buf_limit", "socket buffer memory pressure events"},
-	{"tcp_probe", "send/receive window and zero-window (stall) events"},
+	{"tcp_probe", "send/receive window and receive-stall events"},
 	{"sock_send_length", "application send timing"},
 	{"sock_recv_length", "application receive timing"},
 	{"net_dev_xmit", "NIC TX hand-off timing"},

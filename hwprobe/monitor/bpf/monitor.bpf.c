@@ -848,8 +848,12 @@ int BPF_PROG(sock_send_length, struct sock *sk, int ret, int flags)
 
 // tcp_probe runs for every segment an established socket receives: ACKs on
 // the sending side (the send queue drains), data on the receiving side (the
-// receive queue fills). It is where a receiver that stopped reading, or
-// advertises a zero window, is noticed.
+// receive queue fills). It is where a receiver that stopped reading is
+// noticed: unread bytes and no read for cfg_rcv_stall_ns. A zero window is
+// not a stall by itself: a reader scheduled a millisecond late closes the
+// window of a young connection, and that is neither rare nor worth an event
+// (the analyzer sees every advertised zero window on the wire). A window
+// that stays closed is a stall once the reader has been gone that long.
 SEC("tp_btf/tcp_probe")
 int BPF_PROG(tcp_probe, struct sock *sk, const struct sk_buff *skb)
 {
@@ -866,7 +870,6 @@ int BPF_PROG(tcp_probe, struct sock *sk, const struct sk_buff *skb)
 	__u64 now = bpf_ktime_get_ns();
 	__u32 copied = BPF_CORE_READ(tp, copied_seq);
 	__u32 unread = BPF_CORE_READ(tp, rcv_nxt) - copied;
-	__u32 wnd = BPF_CORE_READ(tp, rcv_wnd);
 	if (!st->rcv_seen || copied != st->last_copied || unread == 0) {
 		st->rcv_seen = 1;
 		st->last_copied = copied;
@@ -874,8 +877,7 @@ int BPF_PROG(tcp_probe, struct sock *sk, const struct sk_buff *skb)
 	}
 	if (st->rcv_stalled)
 		return 0;
-	if ((unread > 0 && now - st->last_drain_ns > cfg_rcv_stall_ns) ||
-	    (wnd == 0 && unread > 0)) {
+	if (unread > 0 && now - st->last_drain_ns > cfg_rcv_stall_ns) {
 		st->rcv_stalled = 1;
 		st->rcv_start_ns = st->last_drain_ns;
 		sock_event(sk, inum, BUF_SOCK_RECV, EV_STALL, FLAG_START, SRC_TCP_PROBE, now,
