@@ -272,6 +272,16 @@ struct {
 	__type(value, __u32);
 } wake_ctr SEC(".maps");
 
+// later_by says whether now is more than limit after then. Timestamps of
+// one socket or qdisc are written from several CPUs: a reader on another
+// CPU can store a time a few hundred ns after the now this CPU read, and
+// the unsigned difference would then be enormous, i.e. a stall that never
+// happened.
+static __always_inline int later_by(__u64 now, __u64 then, __u64 limit)
+{
+	return now > then && now - then > limit;
+}
+
 static __always_inline void stat_inc(__u32 idx)
 {
 	__u64 *v = bpf_map_lookup_elem(&stats, &idx);
@@ -549,7 +559,7 @@ int BPF_PROG(qdisc_enqueue, struct Qdisc *q, const struct netdev_queue *txq, str
 		return 0;
 	if (st->last_deq_ns == 0)
 		st->last_deq_ns = now;
-	if (!st->stalled && q->q.qlen > 1 && now - st->last_deq_ns > cfg_qdisc_stall_ns) {
+	if (!st->stalled && q->q.qlen > 1 && later_by(now, st->last_deq_ns, cfg_qdisc_stall_ns)) {
 		st->stalled = 1;
 		st->stall_start_ns = st->last_deq_ns;
 		qdisc_event(q, dev, inum, nsf, EV_STALL, FLAG_START, now, now, st->last_deq_ns, skb);
@@ -586,7 +596,7 @@ static __always_inline int dequeue_one(struct Qdisc *q, const struct net_device 
 		qdisc_event(q, dev, inum, nsf, EV_QUEUING, FLAG_START, now, start, now, skb);
 		return 0;
 	}
-	if (over && now - st->last_emit_ns > cfg_repeat_ns) {
+	if (over && later_by(now, st->last_emit_ns, cfg_repeat_ns)) {
 		st->last_emit_ns = now;
 		qdisc_event(q, dev, inum, nsf, EV_QUEUING, 0, now, start, st->start_ns, skb);
 		return 0;
@@ -643,7 +653,7 @@ int BPF_PROG(qdisc_dequeue, struct Qdisc *q, const struct netdev_queue *txq, int
 	if (!skb) {
 		// Throttled shaper: packets waiting, nothing released.
 		if (!st->stalled && st->last_deq_ns &&
-		    now - st->last_deq_ns > cfg_qdisc_stall_ns) {
+		    later_by(now, st->last_deq_ns, cfg_qdisc_stall_ns)) {
 			st->stalled = 1;
 			st->stall_start_ns = st->last_deq_ns;
 			qdisc_event(q, dev, inum, nsf, EV_STALL, FLAG_START, now, 0, st->last_deq_ns, 0);
@@ -824,7 +834,7 @@ static __always_inline void check_sndq(const struct sock *sk, __u32 inum, __u8 s
 			st->snd_start_ns = now;
 			st->snd_last_emit_ns = now;
 			sock_event(sk, inum, BUF_SOCK_SEND, EV_QUEUING, FLAG_START, src, now, now);
-		} else if (now - st->snd_last_emit_ns > cfg_repeat_ns) {
+		} else if (later_by(now, st->snd_last_emit_ns, cfg_repeat_ns)) {
 			st->snd_last_emit_ns = now;
 			sock_event(sk, inum, BUF_SOCK_SEND, EV_QUEUING, 0, src, now, st->snd_start_ns);
 		}
@@ -877,7 +887,7 @@ int BPF_PROG(tcp_probe, struct sock *sk, const struct sk_buff *skb)
 	}
 	if (st->rcv_stalled)
 		return 0;
-	if (unread > 0 && now - st->last_drain_ns > cfg_rcv_stall_ns) {
+	if (unread > 0 && later_by(now, st->last_drain_ns, cfg_rcv_stall_ns)) {
 		st->rcv_stalled = 1;
 		st->rcv_start_ns = st->last_drain_ns;
 		sock_event(sk, inum, BUF_SOCK_RECV, EV_STALL, FLAG_START, SRC_TCP_PROBE, now,
