@@ -317,3 +317,41 @@ func TestPathChangeEvent(t *testing.T) {
 		t.Fatalf("path-change events %+v, want one at the new router", got)
 	}
 }
+
+// A router queue congested for the whole trace makes its residence the
+// class's normal; a request that waited there longer and also met a
+// slightly slow server is still the queue's RLA, because a residence
+// above the queuing threshold is not a baseline to measure excess from.
+func TestChronicQueueIsNotTheNormal(t *testing.T) {
+	s := newScenario()
+	at := t0
+	for i := range 40 {
+		s.rpc(rpcSpec{client: "10.77.1.2", cport: 40000, rpc: uint64(1 + i), trace: uint64(0x7700 + i), at: at,
+			reqLen: 300, respLen: 4000, server: 900 * time.Microsecond, respQueue: time.Duration(12+i%3) * time.Millisecond})
+		at += int64(20 * time.Millisecond)
+	}
+	// 19 ms in the queue (6 ms over its usual 13), 7 ms in the server
+	// (6.1 ms over its usual 0.9): by excess over the class medians alone
+	// the server would win.
+	s.rpc(rpcSpec{client: "10.77.1.2", cport: 40000, rpc: 0xdead, trace: 0xbeef, at: at,
+		reqLen: 300, respLen: 4000, server: 7 * time.Millisecond, respQueue: 19 * time.Millisecond})
+	res := s.run(t, Options{SLO: 15 * time.Millisecond})
+	var q *Request
+	for _, r := range res.RLAs {
+		if r.ID == HexID(0xbeef) {
+			q = r
+		}
+	}
+	if q == nil {
+		t.Fatalf("the slow request is not an RLA (%d RLAs)", len(res.RLAs))
+	}
+	d := q.Diagnosis
+	if d == nil || d.Kind != "switch-egress-queue" || d.Event != "queuing" || d.NodeID != nodeRouter {
+		t.Fatalf("root cause %+v, want r1's egress queue, queuing", d)
+	}
+	for _, e := range q.RPCs[0].Chain {
+		if e.Kind == "switch-egress-queue" && e.Dir == "response" && e.Baseline != int64(time.Millisecond) {
+			t.Errorf("queue element baseline %s, want the 1 ms queuing threshold", dur(e.Baseline))
+		}
+	}
+}

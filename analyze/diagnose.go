@@ -288,6 +288,14 @@ func (a *Analyzer) diagnose(r *RPC) *Diagnosis {
 		e := &r.Chain[i]
 		if c != nil {
 			e.Baseline = c.elementMedian(elemKey{e.Dir, e.id})
+			if q := int64(a.opts.QueueResidence); isQueue(e.id.Kind) && e.Baseline > q {
+				// A queue whose usual residence is above the queuing
+				// threshold is chronically congested (a fault as long as
+				// the trace): that is not a normal to measure excess
+				// against. Its normal is at most the threshold that
+				// defines queuing.
+				e.Baseline = q
+			}
 			e.Excess = max(0, e.Time-e.Baseline)
 		}
 		if byTime {
