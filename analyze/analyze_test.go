@@ -355,3 +355,53 @@ func TestChronicQueueIsNotTheNormal(t *testing.T) {
 		}
 	}
 }
+
+// sendBufferScenario: a 30-segment request whose segments leave 2 ms
+// apart because the client's send queue is full for 54 ms of the
+// transfer; cwnd is what the network allows in flight.
+func sendBufferScenario(t *testing.T, cwnd uint32) *Request {
+	s := newScenario()
+	t1 := s.baseline(t0, 40, 1)
+	cf := flow("10.77.1.2", 40000, "10.77.3.2", 9000)
+	seq := s.seqs[cf]
+	s.rpc(rpcSpec{client: "10.77.1.2", cport: 40000, rpc: 0xdead, trace: 0xbeef, at: t1,
+		reqLen: 30 * mss, respLen: 4000, server: time.Millisecond, reqGap: 2 * time.Millisecond})
+	s.add(sendQueueReport(t1+int64(time.Millisecond), cf, seq+2*mss, decode.HostFlagStart, 0, 16384, cwnd, 65535))
+	s.add(sendQueueReport(t1+int64(55*time.Millisecond), cf, seq+28*mss, decode.HostFlagCleared, 54*time.Millisecond, 16384, cwnd, 65535))
+	s.baseline(t1+int64(100*time.Millisecond), 10, 100)
+	return onlyRLA(t, s.run(t, Options{SLO: 20 * time.Millisecond}))
+}
+
+// A send buffer smaller than what the network lets the socket send holds
+// the request at the client: the send queue's reports carry no payload,
+// and the time goes to the message the socket was sending.
+func TestSmallSendBufferHoldsTheRequest(t *testing.T) {
+	q := sendBufferScenario(t, 60000)
+	d := q.Diagnosis
+	if d == nil || d.Kind != "sock-send" || d.Event != "queuing" || d.NodeID != nodeClient {
+		t.Fatalf("root cause %+v, want c1's socket send queue, queuing", d)
+	}
+	var held int64
+	for _, e := range q.RPCs[0].Chain {
+		if e.Dir == "request" && e.Kind == "sock-send" {
+			held = e.Time
+		}
+	}
+	if held != int64(54*time.Millisecond) {
+		t.Errorf("send queue element holds %s, want the 54 ms the queue was full", dur(held))
+	}
+}
+
+// The same full send queue with a congestion window below its capacity is
+// back-pressure from the path: not the request's root cause.
+func TestBackPressureIsNotTheSendBuffer(t *testing.T) {
+	q := sendBufferScenario(t, 8000)
+	if d := q.Diagnosis; d == nil || d.Kind == "sock-send" {
+		t.Fatalf("root cause %+v: a send queue full because the window is smaller is not the cause", d)
+	}
+	for _, e := range q.RPCs[0].Chain {
+		if e.Kind == "sock-send" {
+			t.Errorf("chain has a send-queue element %+v", e)
+		}
+	}
+}

@@ -125,6 +125,9 @@ func (a *Analyzer) report(r *decode.Record) {
 			break
 		}
 		a.drop(id, at, ev)
+	case r.Kind == decode.RecordHostEvent && r.Event == decode.EventQueuing && backPressure(r, id):
+		// A send queue full because the path drains slowly is a
+		// consequence of a buffer further on, not an event of its own.
 	case r.Kind == decode.RecordHostEvent && r.Event == decode.EventQueuing:
 		since := enter
 		if r.Duration != 0 {
@@ -134,6 +137,9 @@ func (a *Analyzer) report(r *decode.Record) {
 			a.condition(id, EvStall, enter, at, residence, ev, 0)
 		} else {
 			a.condition(id, EvQueuing, since, at, max(residence, int64(r.Duration)), ev, r.EventFlags)
+		}
+		if id.Kind == ElementKind(decode.BufferSockSend) && r.HasFlow && sendBufferLimited(r) {
+			a.sendBlocked(r, id, at, ev)
 		}
 	case r.Kind == decode.RecordHostEvent && r.Event == decode.EventStall:
 		start := at
@@ -166,6 +172,63 @@ func (a *Analyzer) report(r *decode.Record) {
 		}
 		a.segment(r, &o)
 	}
+}
+
+// sendBufferLimited says whether a full send queue is the sender's own
+// limit: its capacity is below what the network would let the socket have
+// in flight (the congestion window and the peer's receive window). A send
+// queue that fills while the congestion window is the smaller is
+// back-pressure from a slow path, a consequence of a buffer further on;
+// without the windows in the report there is no telling, and the queue is
+// not charged.
+func sendBufferLimited(r *decode.Record) bool {
+	return r.Capacity != 0 && r.SndCwnd != 0 && r.RcvWnd != 0 && r.Capacity < min(r.SndCwnd, r.RcvWnd)
+}
+
+// backPressure says whether a report shows a socket send queue that is
+// full although it is larger than what the network lets the socket send
+// (see sendBufferLimited).
+func backPressure(r *decode.Record, id BufferID) bool {
+	return id.Kind == ElementKind(decode.BufferSockSend) && r.Capacity != 0 && r.SndCwnd != 0 && r.RcvWnd != 0 && !sendBufferLimited(r)
+}
+
+// sendBlocked charges a full socket send queue to the message the socket
+// was sending. While the queue is full the application cannot hand over
+// the rest of its message: those bytes wait at the sender, which no
+// segment and no residence shows (a send-queue report carries no
+// payload). The report's sequence number is the socket's snd_nxt, the
+// next byte to go out, so the message holding it (or, once everything
+// written was sent, the one holding the byte before) is the one held. Only
+// a cleared condition carries its whole duration; the time before the
+// message's first byte left belongs to the previous message.
+func (a *Analyzer) sendBlocked(r *decode.Record, id BufferID, at int64, ev Evidence) {
+	h := a.halves[r.Flow]
+	if h == nil {
+		return
+	}
+	m := h.find(r.TCPSeq)
+	if m == nil {
+		m = h.find(r.TCPSeq - 1)
+	}
+	if m == nil || !m.seen {
+		return
+	}
+	var held int64
+	if r.EventFlags&decode.HostFlagCleared != 0 {
+		held = at - max(at-int64(r.Duration), m.firstOut)
+	}
+	ev.Note = "send queue full"
+	for i := range m.bufs {
+		b := &m.bufs[i]
+		if b.id == id {
+			// Episodes add up: the message waited through each of them.
+			b.n++
+			b.last = max(b.last, at)
+			b.maxRes = uint32(min(int64(b.maxRes)+max(held, 0), 1<<32-1))
+			return
+		}
+	}
+	m.bufs = append(m.bufs, bufObs{id: id, first: max(at-int64(r.Duration), m.firstOut), last: at, maxRes: uint32(max(held, 0)), n: 1, ev: ev})
 }
 
 // lossOccupancy: a queue holding less than two full-size packets when it
