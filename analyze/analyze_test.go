@@ -335,6 +335,18 @@ func TestChronicQueueIsNotTheNormal(t *testing.T) {
 	// the server would win.
 	s.rpc(rpcSpec{client: "10.77.1.2", cport: 40000, rpc: 0xdead, trace: 0xbeef, at: at,
 		reqLen: 300, respLen: 4000, server: 7 * time.Millisecond, respQueue: 19 * time.Millisecond})
+	// A standing queue: the backlog each report leaves behind is what the
+	// link (100 Mbit/s) sends in the residence, so it drains at its rate.
+	// Requests leave the router by the server's port, not this one.
+	for i := range s.recs {
+		r := &s.recs[i]
+		switch {
+		case r.Kind == decode.RecordQueue:
+			r.Occupancy = r.Latency / 80
+		case r.Kind == decode.RecordHop && r.Flow.DstPort == 9000:
+			r.EgressPort = 5
+		}
+	}
 	res := s.run(t, Options{SLO: 15 * time.Millisecond})
 	var q *Request
 	for _, r := range res.RLAs {
@@ -403,5 +415,61 @@ func TestBackPressureIsNotTheSendBuffer(t *testing.T) {
 		if e.Kind == "sock-send" {
 			t.Errorf("chain has a send-queue element %+v", e)
 		}
+	}
+}
+
+// stallScenario: the router queue towards the client queues now and then
+// at its usual rate (2 ms residence for 25 kB: 100 Mbit/s), then holds a
+// response for 50 ms. busy adds a report of another flow that leaves just
+// after the response entered, with the backlog that explains the wait.
+func stallScenario(t *testing.T, busy bool) *Request {
+	s := newScenario()
+	t1 := s.baseline(t0, 40, 1)
+	other := flow("10.77.3.3", 9000, "10.77.1.2", 41000)
+	for k := range uint32(8) {
+		at := t0 + int64(k)*int64(10*time.Millisecond) + int64(3*time.Millisecond)
+		s.add(s.seg(at-int64(2*time.Millisecond), 1, other, 7000+k*1500, 1500, nil))
+		r := routerHop(at, other, 7000+k*1500, 1500, nil, 2*time.Millisecond, decode.RecordQueue)
+		r.Occupancy = 25000
+		s.add(r)
+	}
+	const server = time.Millisecond
+	respAt := t1 + int64(10*time.Microsecond+oneWay+server)
+	s.rpc(rpcSpec{client: "10.77.1.2", cport: 40000, rpc: 0xdead, trace: 0xbeef, at: t1,
+		reqLen: 300, respLen: 4000, server: server, respQueue: 50 * time.Millisecond})
+	if busy {
+		r := routerHop(respAt+int64(oneWay)/2+5000, other, 9000, 1500, nil, 2*time.Millisecond, decode.RecordQueue)
+		r.Occupancy = 700_000
+		s.add(r)
+	}
+	s.baseline(t1+int64(100*time.Millisecond), 10, 100)
+	return onlyRLA(t, s.run(t, Options{SLO: 20 * time.Millisecond}))
+}
+
+// A router reports its queue with the baseline only, which has no stall:
+// a queue that was empty just before the response entered and then held
+// it 50 ms, where its usual rate would have sent everything ahead in well
+// under a millisecond, was not draining. That is a stall, not queuing.
+func TestRouterStallInferredFromDrain(t *testing.T) {
+	q := stallScenario(t, false)
+	d := q.Diagnosis
+	if d == nil || d.Kind != "switch-egress-queue" || d.Event != "stall" || d.NodeID != nodeRouter || d.Port != 4 {
+		t.Fatalf("root cause %+v, want r1's egress queue, stall", d)
+	}
+	noted := false
+	for _, e := range d.Evidence {
+		noted = noted || e.Note == "queue drained far below its usual rate"
+	}
+	if !noted {
+		t.Errorf("evidence %+v: want the report the stall was inferred from", d.Evidence)
+	}
+}
+
+// The same 50 ms wait behind 700 kB that left at the usual rate is
+// queuing.
+func TestRouterBacklogIsQueuingNotStall(t *testing.T) {
+	q := stallScenario(t, true)
+	if d := q.Diagnosis; d == nil || d.Kind != "switch-egress-queue" || d.Event != "queuing" {
+		t.Fatalf("root cause %+v, want r1's egress queue, queuing", d)
 	}
 }

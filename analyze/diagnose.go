@@ -191,6 +191,13 @@ func (a *Analyzer) closeTrace(g *traceGroup) {
 	if len(g.rpcs) == 0 {
 		return
 	}
+	// Stalls inferred from slow drains are decided a settle time late; a
+	// trace closed before its idle time is up is closed because the input
+	// ended, and then nothing more will arrive to wait for.
+	final := g.last+int64(a.opts.TraceIdle) > a.now
+	for _, b := range a.buffers {
+		a.settleDrains(b, final)
+	}
 	a.stats.Requests++
 	q.Latency = q.End - q.Start
 	if slo := int64(a.opts.SLO); slo > 0 && q.Latency > slo {
@@ -350,8 +357,14 @@ func (a *Analyzer) diagnose(r *RPC) *Diagnosis {
 		d.EventID, d.Start, d.End, d.Magnitude = ev.ID, ev.Start, ev.End, ev.Magnitude
 		for _, x := range ev.Evidence {
 			dup := false
-			for _, y := range d.Evidence {
-				dup = dup || y.Time == x.Time && y.Seq == x.Seq && y.Kind == x.Kind
+			for i := range d.Evidence {
+				y := &d.Evidence[i]
+				if y.Time == x.Time && y.Seq == x.Seq && y.Kind == x.Kind {
+					dup = true
+					if y.Note == "" {
+						y.Note = x.Note // what the event read in it (an inferred stall)
+					}
+				}
 			}
 			if !dup {
 				d.Evidence = append(d.Evidence, x)
