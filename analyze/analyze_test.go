@@ -473,3 +473,27 @@ func TestRouterBacklogIsQueuingNotStall(t *testing.T) {
 		t.Fatalf("root cause %+v, want r1's egress queue, queuing", d)
 	}
 }
+
+// A response that waited in a queue which was dropping other flows'
+// packets meanwhile (the queue was full) names the overflow, though it
+// lost nothing itself.
+func TestWaitInAnOverflowingQueueIsTheOverflow(t *testing.T) {
+	s := newScenario()
+	t1 := s.baseline(t0, 40, 1)
+	other := flow("10.77.3.3", 9000, "10.77.1.2", 41000)
+	for k := range uint32(5) {
+		d := routerHop(t1+int64(k)*int64(3*time.Millisecond), other, 7000+k*1500, 1500, nil, 0, decode.RecordDrop)
+		d.HasDropReason, d.DropReason, d.Occupancy = true, 64, 60000
+		s.add(d)
+	}
+	s.rpc(rpcSpec{client: "10.77.1.2", cport: 40000, rpc: 0xdead, trace: 0xbeef, at: t1,
+		reqLen: 300, respLen: 4000, server: time.Millisecond, respQueue: 25 * time.Millisecond})
+	s.baseline(t1+int64(100*time.Millisecond), 10, 100)
+	q := onlyRLA(t, s.run(t, Options{SLO: 20 * time.Millisecond}))
+	if d := q.Diagnosis; d == nil || d.Kind != "switch-egress-queue" || d.Event != "drop" || d.NodeID != nodeRouter {
+		t.Fatalf("root cause %+v, want r1's egress queue, drop", d)
+	}
+	if r := q.RPCs[0]; r.Response.Retransmits != 0 {
+		t.Errorf("response %+v: the victim itself lost nothing", r.Response)
+	}
+}

@@ -423,6 +423,7 @@ func (a *Analyzer) attribute(r *RPC, e *Element) (causeKey, *Event, []Evidence) 
 			}
 		}
 		if ev := a.eventOnPath(flow, from, to, evCongestion); ev != nil {
+			ev = a.overflowing(ev, from, to)
 			return causeKey{buf: ev.Buffer, class: ev.Class, ev: ev.ID}, ev, nil
 		}
 		if ev := a.eventOnPath(flow, from, to, EvNone); ev != nil {
@@ -439,6 +440,7 @@ func (a *Analyzer) attribute(r *RPC, e *Element) (causeKey, *Event, []Evidence) 
 	}
 	ev := a.eventAt(e.id, from, to)
 	if ev != nil {
+		ev = a.overflowing(ev, from, to)
 		return causeKey{buf: e.id, class: ev.Class, ev: ev.ID}, ev, evid
 	}
 	if e.Dir == "server" && e.id.Kind == ElementKind(decode.BufferSockSend) {
@@ -467,6 +469,25 @@ func (a *Analyzer) eventAt(id BufferID, from, to int64) *Event {
 		}
 	}
 	return best
+}
+
+// overflowing returns, for a queuing event, the overflow (drop event) of
+// the same buffer during [from, to] if there was one: a queue that was
+// dropping while the message crossed it was full, and its capacity is what
+// went wrong (DESIGN.md's event library); the queuing is how it got there.
+// Loss on a link is a different buffer and does not count.
+func (a *Analyzer) overflowing(ev *Event, from, to int64) *Event {
+	if ev.Class != EvQueuing {
+		return ev
+	}
+	if b := a.buffers[ev.Buffer]; b != nil {
+		for _, x := range b.events {
+			if x.Class == EvDrop && x.overlaps(from, to) {
+				return x
+			}
+		}
+	}
+	return ev
 }
 
 // severity orders the events of one buffer that overlap a residence: a
