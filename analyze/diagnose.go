@@ -1,6 +1,7 @@
 package analyze
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"slices"
@@ -195,8 +196,18 @@ func (a *Analyzer) closeTrace(g *traceGroup) {
 	// trace closed before its idle time is up is closed because the input
 	// ended, and then nothing more will arrive to wait for.
 	final := g.last+int64(a.opts.TraceIdle) > a.now
-	for _, b := range a.buffers {
-		a.settleDrains(b, final)
+	var pending []BufferID
+	for id, b := range a.buffers {
+		if b.drain != nil && len(b.drain.pending) > 0 {
+			pending = append(pending, id)
+		}
+	}
+	// In a fixed order: settling opens events, and event IDs are output.
+	slices.SortFunc(pending, func(x, y BufferID) int {
+		return cmp.Or(cmp.Compare(x.Node, y.Node), cmp.Compare(x.Kind, y.Kind), cmp.Compare(x.Port, y.Port), cmp.Compare(x.Queue, y.Queue))
+	})
+	for _, id := range pending {
+		a.settleDrains(a.buffers[id], final)
 	}
 	a.stats.Requests++
 	q.Latency = q.End - q.Start
