@@ -307,14 +307,18 @@ func (a *Analyzer) drainedSlowly(b *bufState, r *decode.Record, enter, at int64,
 	}
 	a.settleDrains(b, false)
 	res := at - enter
-	slow, sample := false, res > int64(a.opts.QueueResidence) && r.Occupancy > 0
-	if mu, usual := d.usual(); mu > 0 && res > int64(a.opts.QueueResidence) {
-		if p, ok := d.before(at); ok && p.at >= enter {
-			slow = undrained(float64(p.occ), at-p.at, mu, usual)
-			sample = !slow
-		} else if ok && a.stats.Packets > 0 {
-			d.pending = append(d.pending, drainCheck{enter: enter, at: at, prev: p, mu: mu, usual: usual, occ: r.Occupancy, own: r.PayloadLen, ev: ev})
-			sample = false
+	queued := res > int64(a.opts.QueueResidence)
+	slow, sample := false, queued && r.Occupancy > 0
+	// Most reports did not queue: only their departure is noted.
+	if queued {
+		if mu, usual := d.usual(); mu > 0 {
+			if p, ok := d.before(at); ok && p.at >= enter {
+				slow = undrained(float64(p.occ), at-p.at, mu, usual)
+				sample = !slow
+			} else if ok && a.stats.Packets > 0 {
+				d.pending = append(d.pending, drainCheck{enter: enter, at: at, prev: p, mu: mu, usual: usual, occ: r.Occupancy, own: r.PayloadLen, ev: ev})
+				sample = false
+			}
 		}
 	}
 	d.deps[d.nd%len(d.deps)] = departure{at: at, occ: r.Occupancy}
