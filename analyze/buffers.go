@@ -295,7 +295,7 @@ const minDrainSamples = 5
 //
 // That is an upper bound on the bytes that left. If even those bytes need
 // less than half the time at the queue's usual rate, the queue spent most
-// of the time not draining. See usualRate for the rate. Without a capture
+// of the time not draining (see undrained, and usual for the rate). Without a capture
 // point (arrivals unknown) or before the queue has queued minDrainSamples
 // times, nothing is inferred. A check that needs the arrivals is decided
 // later (drainCheck); the report counts as queuing until then.
@@ -386,11 +386,10 @@ func (d *drainState) before(t int64) (departure, bool) {
 
 // usual returns the queue's usual drain rate in bytes per ns (0 before it
 // has queued minDrainSamples times) and its median residence when it
-// queues. Each report that queued (residence
-// above the queuing threshold) and did not stall gives occupancy over
-// residence: in a standing queue as much arrives behind a packet during
-// its stay as left ahead of it, so that is the drain rate. It errs both
-// ways — a growing queue leaves more behind than went ahead (incast: more
+// queues. Each report that queued (residence above the queuing threshold)
+// and did not stall gives occupancy over residence: in a standing queue as
+// much arrives behind a packet during its stay as left ahead of it, so
+// that is the drain rate. It errs both ways — a growing queue leaves more behind than went ahead (incast: more
 // than twice the link's rate), the tail of a burst less — so the lower
 // quartile is taken, not the median: a stall is then called only when
 // even a rate at the low end of the queue's record would have needed less
