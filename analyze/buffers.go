@@ -295,9 +295,9 @@ const minDrainSamples = 5
 //
 // That is an upper bound on the bytes that left. If even those bytes need
 // less than half the time at the queue's usual rate, the queue spent most
-// of the time not draining (see undrained, and usual for the rate). Without a capture
-// point (arrivals unknown) or before the queue has queued minDrainSamples
-// times, nothing is inferred. A check that needs the arrivals is decided
+// of the time not draining (see undrained, and usual for the rate).
+// Without a capture point (arrivals unknown) or before the queue has
+// queued minDrainSamples times, nothing is inferred. A check that needs the arrivals is decided
 // later (drainCheck); the report counts as queuing until then.
 func (a *Analyzer) drainedSlowly(b *bufState, r *decode.Record, enter, at int64, ev Evidence) bool {
 	d := b.drain
