@@ -317,3 +317,183 @@ func TestPathChangeEvent(t *testing.T) {
 		t.Fatalf("path-change events %+v, want one at the new router", got)
 	}
 }
+
+// A router queue congested for the whole trace makes its residence the
+// class's normal; a request that waited there longer and also met a
+// slightly slow server is still the queue's RLA, because a residence
+// above the queuing threshold is not a baseline to measure excess from.
+func TestChronicQueueIsNotTheNormal(t *testing.T) {
+	s := newScenario()
+	at := t0
+	for i := range 40 {
+		s.rpc(rpcSpec{client: "10.77.1.2", cport: 40000, rpc: uint64(1 + i), trace: uint64(0x7700 + i), at: at,
+			reqLen: 300, respLen: 4000, server: 900 * time.Microsecond, respQueue: time.Duration(12+i%3) * time.Millisecond})
+		at += int64(20 * time.Millisecond)
+	}
+	// 19 ms in the queue (6 ms over its usual 13), 7 ms in the server
+	// (6.1 ms over its usual 0.9): by excess over the class medians alone
+	// the server would win.
+	s.rpc(rpcSpec{client: "10.77.1.2", cport: 40000, rpc: 0xdead, trace: 0xbeef, at: at,
+		reqLen: 300, respLen: 4000, server: 7 * time.Millisecond, respQueue: 19 * time.Millisecond})
+	// A standing queue: the backlog each report leaves behind is what the
+	// link (100 Mbit/s) sends in the residence, so it drains at its rate.
+	// Requests leave the router by the server's port, not this one.
+	for i := range s.recs {
+		r := &s.recs[i]
+		switch {
+		case r.Kind == decode.RecordQueue:
+			r.Occupancy = r.Latency / 80
+		case r.Kind == decode.RecordHop && r.Flow.DstPort == 9000:
+			r.EgressPort = 5
+		}
+	}
+	res := s.run(t, Options{SLO: 15 * time.Millisecond})
+	var q *Request
+	for _, r := range res.RLAs {
+		if r.ID == HexID(0xbeef) {
+			q = r
+		}
+	}
+	if q == nil {
+		t.Fatalf("the slow request is not an RLA (%d RLAs)", len(res.RLAs))
+	}
+	d := q.Diagnosis
+	if d == nil || d.Kind != "switch-egress-queue" || d.Event != "queuing" || d.NodeID != nodeRouter {
+		t.Fatalf("root cause %+v, want r1's egress queue, queuing", d)
+	}
+	for _, e := range q.RPCs[0].Chain {
+		if e.Kind == "switch-egress-queue" && e.Dir == "response" && e.Baseline != int64(time.Millisecond) {
+			t.Errorf("queue element baseline %s, want the 1 ms queuing threshold", dur(e.Baseline))
+		}
+	}
+}
+
+// sendBufferScenario: a 30-segment request whose segments leave 2 ms
+// apart because the client's send queue is full for 54 ms of the
+// transfer; cwnd is what the network allows in flight.
+func sendBufferScenario(t *testing.T, cwnd uint32) *Request {
+	s := newScenario()
+	t1 := s.baseline(t0, 40, 1)
+	cf := flow("10.77.1.2", 40000, "10.77.3.2", 9000)
+	seq := s.seqs[cf]
+	s.rpc(rpcSpec{client: "10.77.1.2", cport: 40000, rpc: 0xdead, trace: 0xbeef, at: t1,
+		reqLen: 30 * mss, respLen: 4000, server: time.Millisecond, reqGap: 2 * time.Millisecond})
+	s.add(sendQueueReport(t1+int64(time.Millisecond), cf, seq+2*mss, decode.HostFlagStart, 0, 16384, cwnd, 65535))
+	s.add(sendQueueReport(t1+int64(55*time.Millisecond), cf, seq+28*mss, decode.HostFlagCleared, 54*time.Millisecond, 16384, cwnd, 65535))
+	s.baseline(t1+int64(100*time.Millisecond), 10, 100)
+	return onlyRLA(t, s.run(t, Options{SLO: 20 * time.Millisecond}))
+}
+
+// A send buffer smaller than what the network lets the socket send holds
+// the request at the client: the send queue's reports carry no payload,
+// and the time goes to the message the socket was sending.
+func TestSmallSendBufferHoldsTheRequest(t *testing.T) {
+	q := sendBufferScenario(t, 60000)
+	d := q.Diagnosis
+	if d == nil || d.Kind != "sock-send" || d.Event != "queuing" || d.NodeID != nodeClient {
+		t.Fatalf("root cause %+v, want c1's socket send queue, queuing", d)
+	}
+	var held int64
+	for _, e := range q.RPCs[0].Chain {
+		if e.Dir == "request" && e.Kind == "sock-send" {
+			held = e.Time
+		}
+	}
+	if held != int64(54*time.Millisecond) {
+		t.Errorf("send queue element holds %s, want the 54 ms the queue was full", dur(held))
+	}
+}
+
+// The same full send queue with a congestion window below its capacity is
+// back-pressure from the path: not the request's root cause.
+func TestBackPressureIsNotTheSendBuffer(t *testing.T) {
+	q := sendBufferScenario(t, 8000)
+	if d := q.Diagnosis; d == nil || d.Kind == "sock-send" {
+		t.Fatalf("root cause %+v: a send queue full because the window is smaller is not the cause", d)
+	}
+	for _, e := range q.RPCs[0].Chain {
+		if e.Kind == "sock-send" {
+			t.Errorf("chain has a send-queue element %+v", e)
+		}
+	}
+}
+
+// stallScenario: the router queue towards the client queues now and then
+// at its usual rate (2 ms residence for 25 kB: 100 Mbit/s), then holds a
+// response for 50 ms. busy adds a report of another flow that leaves just
+// after the response entered, with the backlog that explains the wait.
+func stallScenario(t *testing.T, busy bool) *Request {
+	s := newScenario()
+	t1 := s.baseline(t0, 40, 1)
+	other := flow("10.77.3.3", 9000, "10.77.1.2", 41000)
+	for k := range uint32(8) {
+		at := t0 + int64(k)*int64(10*time.Millisecond) + int64(3*time.Millisecond)
+		s.add(s.seg(at-int64(2*time.Millisecond), 1, other, 7000+k*1500, 1500, nil))
+		r := routerHop(at, other, 7000+k*1500, 1500, nil, 2*time.Millisecond, decode.RecordQueue)
+		r.Occupancy = 25000
+		s.add(r)
+	}
+	const server = time.Millisecond
+	respAt := t1 + int64(10*time.Microsecond+oneWay+server)
+	s.rpc(rpcSpec{client: "10.77.1.2", cport: 40000, rpc: 0xdead, trace: 0xbeef, at: t1,
+		reqLen: 300, respLen: 4000, server: server, respQueue: 50 * time.Millisecond})
+	if busy {
+		r := routerHop(respAt+int64(oneWay)/2+5000, other, 9000, 1500, nil, 2*time.Millisecond, decode.RecordQueue)
+		r.Occupancy = 700_000
+		s.add(r)
+	}
+	s.baseline(t1+int64(100*time.Millisecond), 10, 100)
+	return onlyRLA(t, s.run(t, Options{SLO: 20 * time.Millisecond}))
+}
+
+// A router reports its queue with the baseline only, which has no stall:
+// a queue that was empty just before the response entered and then held
+// it 50 ms, where its usual rate would have sent everything ahead in well
+// under a millisecond, was not draining. That is a stall, not queuing.
+func TestRouterStallInferredFromDrain(t *testing.T) {
+	q := stallScenario(t, false)
+	d := q.Diagnosis
+	if d == nil || d.Kind != "switch-egress-queue" || d.Event != "stall" || d.NodeID != nodeRouter || d.Port != 4 {
+		t.Fatalf("root cause %+v, want r1's egress queue, stall", d)
+	}
+	noted := false
+	for _, e := range d.Evidence {
+		noted = noted || e.Note == "queue drained far below its usual rate"
+	}
+	if !noted {
+		t.Errorf("evidence %+v: want the report the stall was inferred from", d.Evidence)
+	}
+}
+
+// The same 50 ms wait behind 700 kB that left at the usual rate is
+// queuing.
+func TestRouterBacklogIsQueuingNotStall(t *testing.T) {
+	q := stallScenario(t, true)
+	if d := q.Diagnosis; d == nil || d.Kind != "switch-egress-queue" || d.Event != "queuing" {
+		t.Fatalf("root cause %+v, want r1's egress queue, queuing", d)
+	}
+}
+
+// A response that waited in a queue which was dropping other flows'
+// packets meanwhile (the queue was full) names the overflow, though it
+// lost nothing itself.
+func TestWaitInAnOverflowingQueueIsTheOverflow(t *testing.T) {
+	s := newScenario()
+	t1 := s.baseline(t0, 40, 1)
+	other := flow("10.77.3.3", 9000, "10.77.1.2", 41000)
+	for k := range uint32(5) {
+		d := routerHop(t1+int64(k)*int64(3*time.Millisecond), other, 7000+k*1500, 1500, nil, 0, decode.RecordDrop)
+		d.HasDropReason, d.DropReason, d.Occupancy = true, 64, 60000
+		s.add(d)
+	}
+	s.rpc(rpcSpec{client: "10.77.1.2", cport: 40000, rpc: 0xdead, trace: 0xbeef, at: t1,
+		reqLen: 300, respLen: 4000, server: time.Millisecond, respQueue: 25 * time.Millisecond})
+	s.baseline(t1+int64(100*time.Millisecond), 10, 100)
+	q := onlyRLA(t, s.run(t, Options{SLO: 20 * time.Millisecond}))
+	if d := q.Diagnosis; d == nil || d.Kind != "switch-egress-queue" || d.Event != "drop" || d.NodeID != nodeRouter {
+		t.Fatalf("root cause %+v, want r1's egress queue, drop", d)
+	}
+	if r := q.RPCs[0]; r.Response.Retransmits != 0 {
+		t.Errorf("response %+v: the victim itself lost nothing", r.Response)
+	}
+}

@@ -1,6 +1,7 @@
 package analyze
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"slices"
@@ -191,6 +192,23 @@ func (a *Analyzer) closeTrace(g *traceGroup) {
 	if len(g.rpcs) == 0 {
 		return
 	}
+	// Stalls inferred from slow drains are decided a settle time late; a
+	// trace closed before its idle time is up is closed because the input
+	// ended, and then nothing more will arrive to wait for.
+	final := g.last+int64(a.opts.TraceIdle) > a.now
+	var pending []BufferID
+	for id, b := range a.buffers {
+		if b.drain != nil && len(b.drain.pending) > 0 {
+			pending = append(pending, id)
+		}
+	}
+	// In a fixed order: settling opens events, and event IDs are output.
+	slices.SortFunc(pending, func(x, y BufferID) int {
+		return cmp.Or(cmp.Compare(x.Node, y.Node), cmp.Compare(x.Kind, y.Kind), cmp.Compare(x.Port, y.Port), cmp.Compare(x.Queue, y.Queue))
+	})
+	for _, id := range pending {
+		a.settleDrains(a.buffers[id], final)
+	}
 	a.stats.Requests++
 	q.Latency = q.End - q.Start
 	if slo := int64(a.opts.SLO); slo > 0 && q.Latency > slo {
@@ -288,6 +306,14 @@ func (a *Analyzer) diagnose(r *RPC) *Diagnosis {
 		e := &r.Chain[i]
 		if c != nil {
 			e.Baseline = c.elementMedian(elemKey{e.Dir, e.id})
+			if q := int64(a.opts.QueueResidence); isQueue(e.id.Kind) && e.Baseline > q {
+				// A queue whose usual residence is above the queuing
+				// threshold is chronically congested (a fault as long as
+				// the trace): that is not a normal to measure excess
+				// against. Its normal is at most the threshold that
+				// defines queuing.
+				e.Baseline = q
+			}
 			e.Excess = max(0, e.Time-e.Baseline)
 		}
 		if byTime {
@@ -342,8 +368,14 @@ func (a *Analyzer) diagnose(r *RPC) *Diagnosis {
 		d.EventID, d.Start, d.End, d.Magnitude = ev.ID, ev.Start, ev.End, ev.Magnitude
 		for _, x := range ev.Evidence {
 			dup := false
-			for _, y := range d.Evidence {
-				dup = dup || y.Time == x.Time && y.Seq == x.Seq && y.Kind == x.Kind
+			for i := range d.Evidence {
+				y := &d.Evidence[i]
+				if y.Time == x.Time && y.Seq == x.Seq && y.Kind == x.Kind {
+					dup = true
+					if y.Note == "" {
+						y.Note = x.Note // what the event read in it (an inferred stall)
+					}
+				}
 			}
 			if !dup {
 				d.Evidence = append(d.Evidence, x)
@@ -402,6 +434,7 @@ func (a *Analyzer) attribute(r *RPC, e *Element) (causeKey, *Event, []Evidence) 
 			}
 		}
 		if ev := a.eventOnPath(flow, from, to, evCongestion); ev != nil {
+			ev = a.overflowing(ev, from, to)
 			return causeKey{buf: ev.Buffer, class: ev.Class, ev: ev.ID}, ev, nil
 		}
 		if ev := a.eventOnPath(flow, from, to, EvNone); ev != nil {
@@ -418,6 +451,7 @@ func (a *Analyzer) attribute(r *RPC, e *Element) (causeKey, *Event, []Evidence) 
 	}
 	ev := a.eventAt(e.id, from, to)
 	if ev != nil {
+		ev = a.overflowing(ev, from, to)
 		return causeKey{buf: e.id, class: ev.Class, ev: ev.ID}, ev, evid
 	}
 	if e.Dir == "server" && e.id.Kind == ElementKind(decode.BufferSockSend) {
@@ -446,6 +480,25 @@ func (a *Analyzer) eventAt(id BufferID, from, to int64) *Event {
 		}
 	}
 	return best
+}
+
+// overflowing returns, for a queuing event, the overflow (drop event) of
+// the same buffer during [from, to] if there was one: a queue that was
+// dropping while the message crossed it was full, and its capacity is what
+// went wrong (DESIGN.md's event library); the queuing is how it got there.
+// Loss on a link is a different buffer and does not count.
+func (a *Analyzer) overflowing(ev *Event, from, to int64) *Event {
+	if ev.Class != EvQueuing {
+		return ev
+	}
+	if b := a.buffers[ev.Buffer]; b != nil {
+		for _, x := range b.events {
+			if x.Class == EvDrop && x.overlaps(from, to) {
+				return x
+			}
+		}
+	}
+	return ev
 }
 
 // severity orders the events of one buffer that overlap a residence: a

@@ -1,6 +1,7 @@
 package analyze
 
 import (
+	"cmp"
 	"net/netip"
 	"sort"
 	"testing"
@@ -80,7 +81,8 @@ type rpcSpec struct {
 	dropResp   bool          // the router drops the response's second segment once
 	lostResp   bool          // the second segment is lost with no report
 	rto        time.Duration
-	skipTagReq bool // the request's tagged first segment is not captured anywhere
+	skipTagReq bool          // the request's tagged first segment is not captured anywhere
+	reqGap     time.Duration // between request segments (default 10 µs)
 }
 
 // rpc adds one RPC's packets and reports and returns the time its
@@ -105,7 +107,7 @@ func (s *scenario) rpc(p rpcSpec) int64 {
 			s.add(routerHop(t+int64(oneWay)/2, cf, seq+off, n, tag, 20*time.Microsecond, decode.RecordHop))
 			s.add(s.seg(t+int64(oneWay), 1, cf, seq+off, n, tag))
 		}
-		t += 10_000
+		t += int64(cmp.Or(p.reqGap, 10*time.Microsecond))
 	}
 	s.seqs[cf] = seq + p.reqLen
 	t += int64(oneWay) + int64(p.server)
@@ -177,4 +179,15 @@ func sortRecords(rs []decode.Record) {
 	// Insertion order is per RPC; the analyzer needs capture-time order,
 	// as capture.Merge delivers it. Stable, so equal times keep their order.
 	sort.SliceStable(rs, func(i, j int) bool { return rs[i].Time < rs[j].Time })
+}
+
+// sendQueueReport is the client's socket send-queue queuing event (start
+// or cleared, with the condition's duration so far) for flow f whose next
+// byte to send is seq: capacity is the send buffer, cwnd and rwnd what the
+// network would let the socket have in flight.
+func sendQueueReport(at int64, f decode.Flow, seq uint32, flags uint16, held time.Duration, capacity, cwnd, rwnd uint32) decode.Record {
+	return decode.Record{Time: at + int64(20*time.Millisecond), Kind: decode.RecordHostEvent, Source: decode.SourceReportV2,
+		HasNode: true, Node: nodeClient, Buffer: decode.BufferSockSend, Event: decode.EventQueuing, EventFlags: flags,
+		HasFlow: true, Flow: f, TCPSeq: seq, EgressTS: uint64(at), Occupancy: capacity, Capacity: capacity,
+		SndCwnd: cwnd, RcvWnd: rwnd, Duration: uint32(held)}
 }
