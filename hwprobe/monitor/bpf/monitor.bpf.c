@@ -909,6 +909,15 @@ int BPF_PROG(sock_recv_length, struct sock *sk, int ret, int flags)
 	if (!st)
 		return 0;
 	__u64 now = bpf_ktime_get_ns();
+	// A stall is normally noticed by tcp_probe when a segment arrives at a
+	// queue nobody has read for the threshold. A sender whose window is
+	// (nearly) closed sends nothing more, so the read that ends the wait
+	// may be the first to see it: data has then sat unread since
+	// last_drain_ns (the last read, or the arrival at an empty queue). It
+	// is reported once, started and cleared, with its whole duration.
+	if (!st->rcv_stalled && later_by(now, st->last_drain_ns, cfg_rcv_stall_ns))
+		sock_event(sk, inum, BUF_SOCK_RECV, EV_STALL, FLAG_START | FLAG_CLEARED, SRC_RECV_LEN,
+			   now, st->last_drain_ns);
 	st->last_drain_ns = now;
 	st->last_copied = BPF_CORE_READ((const struct tcp_sock *)sk, copied_seq);
 	if (st->rcv_stalled) {
