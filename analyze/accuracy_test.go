@@ -15,10 +15,10 @@ import (
 	"time"
 )
 
-// strictAccuracy enforces every acceptance criterion of the issue on every
-// fixture (docs/accuracy.md lists which currently fail and why). Without
-// it the test enforces the floors below and logs the rest.
-var strictAccuracy = flag.Bool("accuracy.strict", false, "fail on every wrong diagnosis of the lab fixtures")
+// accuracyReportOnly turns the acceptance criteria into log lines, to look
+// at traces recorded elsewhere (BUFSCOPE_FIXTURES) before they are
+// committed. By default every criterion fails the test.
+var accuracyReportOnly = flag.Bool("accuracy.report-only", false, "log wrong diagnoses of the lab fixtures instead of failing")
 
 // Floors over all fixtures, below which the analyzer has regressed: the
 // share of RLAs caused by an injected fault that name its buffer and
@@ -217,9 +217,9 @@ func TestAccuracyOnLabFixtures(t *testing.T) {
 			// Single-fault fixtures: every RLA the fault caused is
 			// diagnosed right; the slow-server and quiet controls never
 			// blame the network.
-			fail := t.Logf
-			if *strictAccuracy {
-				fail = t.Errorf
+			fail := t.Errorf
+			if *accuracyReportOnly {
+				fail = t.Logf
 			}
 			if len(tr.Faults) <= 1 && len(wrong) > 0 {
 				fail("%s: %d RLAs diagnosed wrong (first: %s)", tr.Fault, len(wrong), wrong[0])
