@@ -97,6 +97,8 @@ volatile const __u64 cfg_repeat_ns = 100000000;   // re-report a lasting conditi
 volatile const __u32 cfg_sndq_pct = 90;
 volatile const __u64 cfg_rcv_stall_ns = 100000000;
 volatile const __u8 cfg_msg_start = 1;
+volatile const __u32 cfg_msg_start_every = 1;   // report 1 message start in N, by RPC ID
+volatile const __u8 cfg_msg_start_first_hop = 0; // only where the segment leaves its sender
 volatile const __u16 cfg_tag_exid = 0xBF5C; // RFC 6994 ExID of the request tag
 volatile const __u32 cfg_wakeup_every = 64;
 
@@ -394,7 +396,7 @@ static __always_inline int copy_hdr(struct event *e, const struct sk_buff *skb)
 
 struct optscan {
 	struct event *e;
-	__u32 off;
+	__u32 off; // at the tag when found
 	__u32 end;
 	int found;
 };
@@ -428,9 +430,9 @@ static long optscan_step(__u64 i, struct optscan *c)
 	return 0;
 }
 
-// has_tag reports whether the TCP header copied into e->hdr carries the
-// bufscope request tag.
-static __always_inline int has_tag(struct event *e)
+// tag_offset returns the offset in e->hdr of the bufscope request tag of
+// the TCP header copied there, or 0 when it carries none.
+static __always_inline __u32 tag_offset(struct event *e)
 {
 	__u32 l3len;
 	if ((e->hdr[0] >> 4) == 4)
@@ -446,7 +448,22 @@ static __always_inline int has_tag(struct event *e)
 	if (c.end > e->hdr_len)
 		return 0;
 	bpf_loop(40, optscan_step, &c, 0);
-	return c.found;
+	return c.found ? c.off : 0;
+}
+
+// sampled decides whether the message whose tag starts at off in e->hdr is
+// one of the 1 in cfg_msg_start_every whose start is reported. The RPC ID
+// (tag bytes 6-13) is mixed first because callers may number RPCs in
+// sequence, and a plain modulo would then pick by the caller's pattern.
+static __always_inline int sampled(struct event *e, __u32 off)
+{
+	if (cfg_msg_start_every <= 1)
+		return 1;
+	__u64 id = 0;
+	for (int i = 0; i < 8; i++)
+		id = (id << 8) | e->hdr[(off + 6 + i) & (HDR_MAX - 1)];
+	id *= 0x9E3779B97F4A7C15ULL;
+	return ((id >> 32) % cfg_msg_start_every) == 0;
 }
 
 // maybe_tagged is the per-packet pre-check before copying a header: only
@@ -599,6 +616,10 @@ static __always_inline int dequeue_one(struct Qdisc *q, const struct net_device 
 	}
 	if (!cfg_msg_start || !maybe_tagged(skb))
 		return 0;
+	// A forwarded segment arrived on an interface of this host; one that
+	// its sender's stack built has none yet.
+	if (cfg_msg_start_first_hop && BPF_CORE_READ(skb, skb_iif))
+		return 0;
 
 	// Message start: only segments carrying the tag are reported, with
 	// their residence time, so every request gets its timing at this
@@ -606,7 +627,10 @@ static __always_inline int dequeue_one(struct Qdisc *q, const struct net_device 
 	struct event *e = scratch_event();
 	if (!e)
 		return 0;
-	if (copy_hdr(e, skb) != IPPROTO_TCP || !has_tag(e))
+	if (copy_hdr(e, skb) != IPPROTO_TCP)
+		return 0;
+	__u32 toff = tag_offset(e);
+	if (!toff || !sampled(e, toff))
 		return 0;
 	e->ts_ns = now;
 	e->start_ns = start;
