@@ -468,21 +468,30 @@ static __always_inline int sampled(struct event *e, __u32 off)
 
 // maybe_tagged is the per-packet pre-check before copying a header: only
 // a TCP header with at least 28 bytes of options can hold the tag, and
-// most segments carry 12 (timestamps) or none.
+// most segments carry 12 (timestamps) or none. It runs for every dequeued
+// packet, so it reads the skb fields directly (BTF pointer loads, no helper
+// call) and, for the common IPv4 header without options, takes the TCP
+// data offset from the same 33-byte read as the IP header.
 static __always_inline int maybe_tagged(const struct sk_buff *skb)
 {
-	unsigned char *head = BPF_CORE_READ(skb, head);
-	__u16 nh = BPF_CORE_READ(skb, network_header);
-	__u8 ip[20];
+	unsigned char *head = skb->head;
+	__u16 nh = skb->network_header;
+	__u8 ip[33];
 	__u32 l3len;
 	__u8 doff = 0;
 
+	// A TCP/IPv4 header is at least 40 bytes, so the 33 bytes are inside
+	// it; past a shorter packet they read the head buffer's tailroom or the
+	// shared info behind it, never past the allocation (and the read is
+	// fault-safe: a failure only means "not tagged").
 	if (!head || nh == 0xffff || bpf_probe_read_kernel(ip, sizeof(ip), head + nh))
 		return 0;
 	if ((ip[0] >> 4) == 4) {
 		if (ip[9] != IPPROTO_TCP)
 			return 0;
 		l3len = (ip[0] & 0x0f) * 4;
+		if (l3len == 20)
+			return (ip[32] >> 4) * 4 >= 20 + 28;
 	} else if ((ip[0] >> 4) == 6) {
 		if (ip[6] != IPPROTO_TCP)
 			return 0;
@@ -584,7 +593,7 @@ static __always_inline int dequeue_one(struct Qdisc *q, const struct net_device 
 		return 0;
 	}
 	__u64 res = now - start;
-	__u32 backlog = BPF_CORE_READ(q, qstats.backlog);
+	__u32 backlog = q->qstats.backlog;
 
 	if (st->stalled) {
 		st->stalled = 0;
@@ -618,7 +627,7 @@ static __always_inline int dequeue_one(struct Qdisc *q, const struct net_device 
 		return 0;
 	// A forwarded segment arrived on an interface of this host; one that
 	// its sender's stack built has none yet.
-	if (cfg_msg_start_first_hop && BPF_CORE_READ(skb, skb_iif))
+	if (cfg_msg_start_first_hop && skb->skb_iif)
 		return 0;
 
 	// Message start: only segments carrying the tag are reported, with
@@ -827,8 +836,7 @@ static __always_inline void sock_event(const struct sock *sk, __u32 inum, __u8 b
 
 static __always_inline int is_tcp(const struct sock *sk)
 {
-	return BPF_CORE_READ(sk, sk_protocol) == IPPROTO_TCP &&
-	       BPF_CORE_READ(sk, sk_type) == 1 /* SOCK_STREAM */;
+	return sk->sk_protocol == IPPROTO_TCP && sk->sk_type == 1 /* SOCK_STREAM */;
 }
 
 // check_sndq reports the send queue crossing cfg_sndq_pct of sk_sndbuf
@@ -839,8 +847,8 @@ static __always_inline void check_sndq(const struct sock *sk, __u32 inum, __u8 s
 	struct skstate *st = skstate_of(sk);
 	if (!st)
 		return;
-	__u64 queued = (__u32)BPF_CORE_READ(sk, sk_wmem_queued);
-	__u64 limit = (__u32)BPF_CORE_READ(sk, sk_sndbuf);
+	__u64 queued = (__u32)sk->sk_wmem_queued;
+	__u64 limit = (__u32)sk->sk_sndbuf;
 	__u64 now = bpf_ktime_get_ns();
 	if (queued * 100 >= limit * cfg_sndq_pct) {
 		if (!st->snd_full) {
