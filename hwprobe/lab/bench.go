@@ -47,6 +47,8 @@ type BenchPhase struct {
 	// Load is /proc/loadavg's 1-minute figure before each run, min and
 	// max: other work on the machine.
 	LoadMin, LoadMax float64
+	// PerRun is each run's completed requests per second, in run order.
+	PerRun []float64
 }
 
 // BPFTime is the summed run time of every program in BPF.
@@ -116,13 +118,16 @@ func Bench(ctx context.Context, o BenchOptions) (*BenchResult, error) {
 		if st, err := os.Stat(r.Trace); err == nil {
 			ph.TraceBytes += st.Size()
 		}
+		done := 0
 		for _, rl := range r.Requests {
 			if rl.Err == "" {
+				done++
 				ph.Requests++
 				ph.RespBytes += int64(rl.RespBytes)
 				lat[i%2] = append(lat[i%2], rl.Latency())
 			}
 		}
+		ph.PerRun = append(ph.PerRun, float64(done)/res.Params.Duration.Seconds())
 		for _, c := range r.Deploy {
 			ph.Reports += c.Exporter.Reports
 			ph.ReportPkts += c.Exporter.Packets
@@ -175,6 +180,28 @@ func (b *BenchResult) throughputLoss() float64 {
 	return 100 * (1 - b.With.Throughput()/b.Without.Throughput())
 }
 
+// pairChanges is the throughput change of each run with deploy against
+// the run without just before it, sorted: on a shared machine the spread
+// says how much of the difference is the machine.
+func (b *BenchResult) pairChanges() []float64 {
+	var out []float64
+	for i := range min(len(b.Without.PerRun), len(b.With.PerRun)) {
+		if b.Without.PerRun[i] > 0 {
+			out = append(out, 100*(b.With.PerRun[i]/b.Without.PerRun[i]-1))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (b *BenchResult) pairSummary() string {
+	ch := b.pairChanges()
+	if len(ch) == 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("median %+.1f%%, range %+.1f%% to %+.1f%% over %d pairs", ch[len(ch)/2], ch[0], ch[len(ch)-1], len(ch))
+}
+
 func (b *BenchResult) wireShare() float64 {
 	return 100 * float64(b.With.TagBytes+b.With.ReportBytes) / float64(b.With.DataBytes)
 }
@@ -202,6 +229,7 @@ func (b *BenchResult) WriteText(w io.Writer) {
 		fmt.Fprintf(w, "%s.requests_per_s\t%.1f\n%s.p50\t%s\n%s.p99\t%s\n%s.p999\t%s\n", tag, ph.Throughput(), tag, ph.P50, tag, ph.P99, tag, ph.P999)
 	}
 	fmt.Fprintf(w, "throughput_loss_percent\t%.2f\n", b.throughputLoss())
+	fmt.Fprintf(w, "throughput_change_per_pair\t%s\n", b.pairSummary())
 	fmt.Fprintf(w, "tag_bytes\t%d\nreport_bytes\t%d\ndata_bytes\t%d\nwire_share_percent\t%.4f\n", b.With.TagBytes, b.With.ReportBytes, b.With.DataBytes, b.wireShare())
 	fmt.Fprintf(w, "reports\t%d\nreports_per_s\t%.0f\ncollector_cpu\t%s\ncollector_cores_per_100k_reports_per_s\t%.3f\n",
 		b.With.Reports, float64(b.With.Reports)/b.With.Elapsed.Seconds(), b.With.CollectorCPU, b.cpuPer100k())
@@ -248,7 +276,7 @@ Command: `+"`%s`"+`; workload %s, %d clients × %d servers, %d connections each,
 
 | measure | without deploy | with deploy | change |
 |---|---|---|---|
-| requests/s | %.1f | %.1f | %+.2f%% |
+| requests/s | %.1f | %.1f | %+.2f%% (pairs of runs: %s) |
 | RPC latency p50 | %s | %s | |
 | RPC latency p99 | %s | %s | |
 | RPC latency p99.9 | %s | %s | |
@@ -264,7 +292,7 @@ Command: `+"`%s`"+`; workload %s, %d clients × %d servers, %d connections each,
 | bench process CPU (exporter with deploy; runner alone without) | %s with, %s without: %.3f cores for the exporter |
 `, when.UTC().Format("2006-01-02 15:04 MST"), command, p.Mode, p.Clients, p.Servers, p.Concurrency, p.ReqBytes, p.RespBytes, p.Duration, b.With.Runs,
 		b.Opts.messageStarts(), runtime.NumCPU(), min(b.Without.LoadMin, b.With.LoadMin), max(b.Without.LoadMax, b.With.LoadMax),
-		b.Without.Throughput(), b.With.Throughput(), -b.throughputLoss(),
+		b.Without.Throughput(), b.With.Throughput(), -b.throughputLoss(), b.pairSummary(),
 		b.Without.P50, b.With.P50, b.Without.P99, b.With.P99, b.Without.P999, b.With.P999,
 		b.With.TagBytes, b.With.ReportBytes, b.With.ReportPkts, b.With.Reports, b.With.DataBytes, b.wireShare(),
 		b.With.CollectorCPU, float64(b.With.Reports)/b.With.Elapsed.Seconds(), b.cpuPer100k(), b.storedPerRequest(),
