@@ -29,18 +29,27 @@ type DeployOptions struct {
 	Target string
 	// Netns is a network namespace name (as in `ip netns list`) or a path
 	// to a namespace file. The monitors report only that namespace; empty
-	// watches every namespace of the host.
+	// (and no Nodes) watches every namespace of the host. Shorthand for
+	// Nodes with one entry of this name, NodeID and Router.
 	Netns string
 	// Router says the namespace forwards: its egress qdiscs are reported
 	// as switch queues with INT baseline metadata only.
 	Router bool
+	// Nodes watches several network namespaces with one set of monitors
+	// and one exporter, each namespace reported under its own node ID (a
+	// router and the hosts of a lab, or containers that are nodes of their
+	// own). Every tracepoint then runs one program per packet however many
+	// namespaces are watched. Exclusive with Netns.
+	Nodes []DeployNode
 	// Cgroup is a cgroup v2 directory whose sockets get the request tag.
 	// Empty deploys no tagger.
 	Cgroup string
 	// Collector is HOST[:PORT] of the Telemetry Report collector.
 	Collector string
-	// CollectorInNetns opens the exporter's socket inside Netns instead of
-	// the namespace bufscope runs in.
+	// CollectorInNetns opens the exporter's socket inside Netns (with
+	// Nodes: one socket inside each node's namespace, so every node's
+	// reports leave from its own address) instead of the namespace
+	// bufscope runs in.
 	CollectorInNetns bool
 	// NodeID for the reports; 0 hashes the host name.
 	NodeID uint32
@@ -48,11 +57,29 @@ type DeployOptions struct {
 	Thresholds monitor.Thresholds
 	// NoMessageStart turns off the per-tagged-segment qdisc events.
 	NoMessageStart bool
+	// MessageStartEvery reports the start of one tagged message in this
+	// many, picked by RPC ID so every hop reports the same messages; 0 or
+	// 1 reports all. Abnormal events are never sampled.
+	MessageStartEvery uint32
+	// MessageStartFirstHop reports a message start only at the qdisc the
+	// segment leaves its sender by, not again at each forwarding hop.
+	MessageStartFirstHop bool
 	// TagExID is the RFC 6994 ExID the tagger writes and the monitors
 	// recognise; 0 means decode.TagExID (0xBF5C).
 	TagExID uint16
 	// FlushInterval of the exporter; 0 means its default.
 	FlushInterval time.Duration
+}
+
+// DeployNode is one namespace of DeployOptions.Nodes.
+type DeployNode struct {
+	// Netns is a name as `ip netns list` shows it, or a path.
+	Netns string
+	// NodeID of the namespace's reports; must be set and distinct when
+	// more than one namespace is watched.
+	NodeID uint32
+	// Router: the namespace forwards (see DeployOptions.Router).
+	Router bool
 }
 
 // FlagError is a Deploy error caused by one option's value; Flag is the
@@ -74,13 +101,20 @@ func flagErr(flag string, format string, args ...any) error {
 // removes everything. Counters may be called concurrently with Run.
 type Deployment struct {
 	opts     DeployOptions
-	netns    string // resolved path, "" for all namespaces
+	nodes    []deployedNode // empty: all namespaces, one node
 	tagger   *tagger.Tagger
 	monitor  *monitor.Monitor
 	exporter *export.Exporter
 
 	closeOnce sync.Once
 	closeErr  error
+}
+
+// deployedNode is a watched namespace, resolved.
+type deployedNode struct {
+	DeployNode
+	path  string
+	inode uint32
 }
 
 // Deploy checks the host, loads and attaches the tagger and monitors, and
@@ -92,6 +126,10 @@ func Deploy(opts DeployOptions) (*Deployment, error) {
 	if opts.Target != "linux" {
 		return nil, flagErr("--target", "%q: only \"linux\" (eBPF on this host) can be deployed; P4 targets are built from p4/", opts.Target)
 	}
+	nodes, err := deployNodes(opts)
+	if err != nil {
+		return nil, err
+	}
 	if os.Geteuid() != 0 {
 		return nil, fmt.Errorf("deploy: loading eBPF programs needs root (CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN): run with sudo: %w", ebpf.ErrNotSupported)
 	}
@@ -101,25 +139,27 @@ func Deploy(opts DeployOptions) (*Deployment, error) {
 	if _, err := export.CollectorAddr(opts.Collector); err != nil {
 		return nil, &FlagError{Flag: "--collector", Err: err}
 	}
-	if opts.Router && opts.Netns == "" {
-		return nil, flagErr("--router", "needs --netns: name the namespace that forwards")
-	}
-	if opts.CollectorInNetns && opts.Netns == "" {
-		return nil, flagErr("--collector-in-netns", "needs --netns")
-	}
 	d := &Deployment{opts: opts}
-	var mopts monitor.Options
-	if opts.Netns != "" {
-		path, ino, err := resolveNetns(opts.Netns)
+	mopts := monitor.Options{
+		Thresholds:           opts.Thresholds,
+		NoMessageStart:       opts.NoMessageStart,
+		MessageStartEvery:    opts.MessageStartEvery,
+		MessageStartFirstHop: opts.MessageStartFirstHop,
+		TagExID:              opts.TagExID,
+	}
+	for _, n := range nodes {
+		path, ino, err := resolveNetns(n.Netns)
 		if err != nil {
 			return nil, err
 		}
-		d.netns = path
-		mopts.Netns = []monitor.Netns{{Inode: ino, Router: opts.Router}}
+		for _, o := range d.nodes {
+			if o.inode == ino {
+				return nil, flagErr("--netns", "%s and %s are the same namespace (inode %d)", o.Netns, n.Netns, ino)
+			}
+		}
+		d.nodes = append(d.nodes, deployedNode{DeployNode: n, path: path, inode: ino})
+		mopts.Netns = append(mopts.Netns, monitor.Netns{Inode: ino, Router: n.Router})
 	}
-	mopts.Thresholds = opts.Thresholds
-	mopts.NoMessageStart = opts.NoMessageStart
-	mopts.TagExID = opts.TagExID
 
 	ok := false
 	defer func() {
@@ -141,23 +181,70 @@ func Deploy(opts DeployOptions) (*Deployment, error) {
 	d.monitor = m
 
 	xopts := export.Options{Collector: opts.Collector, NodeID: opts.NodeID, FlushInterval: opts.FlushInterval}
-	if opts.CollectorInNetns {
-		conn, err := dialInNetns(d.netns, opts.Collector)
-		if err != nil {
-			return nil, err
+	for _, n := range d.nodes {
+		xn := export.Node{Netns: n.inode, NodeID: n.NodeID}
+		if xn.NodeID == 0 {
+			// Only a lone namespace may go without a node ID (deployNodes
+			// checked): it is the host's.
+			if xn.NodeID, err = export.NodeIDFromHostname(); err != nil {
+				return nil, &FlagError{Flag: "--node-id", Err: err}
+			}
 		}
-		xopts.Conn = conn
+		if opts.CollectorInNetns {
+			conn, err := dialInNetns(n.path, opts.Collector)
+			if err != nil {
+				for _, o := range xopts.Nodes {
+					o.Conn.Close()
+				}
+				return nil, err
+			}
+			xn.Conn = conn
+		}
+		xopts.Nodes = append(xopts.Nodes, xn)
 	}
 	x, err := export.New(xopts)
 	if err != nil {
-		if xopts.Conn != nil {
-			xopts.Conn.Close()
-		}
 		return nil, &FlagError{Flag: "--collector", Err: err}
 	}
 	d.exporter = x
 	ok = true
 	return d, nil
+}
+
+// deployNodes checks the namespace options and returns the namespaces to
+// watch, none for the whole host.
+func deployNodes(opts DeployOptions) ([]DeployNode, error) {
+	nodes := opts.Nodes
+	switch {
+	case opts.Netns != "" && len(nodes) > 0:
+		return nil, flagErr("--netns", "give the namespaces either as Netns or as Nodes, not both")
+	case opts.Netns != "":
+		nodes = []DeployNode{{Netns: opts.Netns, NodeID: opts.NodeID, Router: opts.Router}}
+	case opts.Router && len(nodes) == 0:
+		return nil, flagErr("--router", "needs --netns: name the namespace that forwards")
+	case opts.Router:
+		return nil, flagErr("--router", "applies to a single --netns; with several, mark the router as --netns NAME=ID,router")
+	}
+	if opts.CollectorInNetns && len(nodes) == 0 {
+		return nil, flagErr("--collector-in-netns", "needs --netns")
+	}
+	seen := map[uint32]string{}
+	for _, n := range nodes {
+		if n.Netns == "" {
+			return nil, flagErr("--netns", "empty namespace name")
+		}
+		if len(nodes) == 1 {
+			break
+		}
+		if n.NodeID == 0 {
+			return nil, flagErr("--netns", "%s: give every namespace its node ID (--netns %s=ID) when watching more than one", n.Netns, n.Netns)
+		}
+		if o, dup := seen[n.NodeID]; dup {
+			return nil, flagErr("--netns", "%s and %s have the same node ID %d; each namespace reports as its own node", o, n.Netns, n.NodeID)
+		}
+		seen[n.NodeID] = n.Netns
+	}
+	return nodes, nil
 }
 
 // resolveNetns turns a --netns value into a namespace file and its inode.
@@ -238,25 +325,35 @@ func dialInNetns(path, collector string) (net.Conn, error) {
 
 // Describe writes what the deployment attached, one line each.
 func (d *Deployment) Describe(w io.Writer) {
-	scope := "all network namespaces"
-	if d.netns != "" {
-		scope = "network namespace " + d.netns
-		if d.opts.Router {
-			scope += " (router: egress qdiscs reported as switch queues)"
-		}
-	}
 	if d.tagger != nil {
 		fmt.Fprintf(w, "tagger\tcgroup %s sockops, tags map pinned at %s\n", d.opts.Cgroup, d.tagger.PinPath())
 	}
 	for _, a := range d.monitor.Attached() {
 		fmt.Fprintf(w, "monitor\t%s\tprog %d link %d\n", a.Hook, a.ID, a.LinkID)
 	}
-	fmt.Fprintf(w, "monitor\twatching %s\n", scope)
-	where := "from the host namespace"
-	if d.opts.CollectorInNetns {
-		where = "from inside " + d.netns
+	if len(d.nodes) == 0 {
+		fmt.Fprintf(w, "monitor\twatching all network namespaces\n")
 	}
-	fmt.Fprintf(w, "exporter\tnode id %#x, reports to %s %s\n", d.exporter.NodeID(), d.opts.Collector, where)
+	ids := d.exporter.NodeIDs()
+	for i, n := range d.nodes {
+		role := ""
+		if n.Router {
+			role = " (router: egress qdiscs reported as switch queues)"
+		}
+		fmt.Fprintf(w, "monitor\twatching network namespace %s as node id %#x%s\n", n.path, ids[i], role)
+	}
+	where := "from the host namespace"
+	switch {
+	case d.opts.CollectorInNetns && len(d.nodes) == 1:
+		where = "from inside " + d.nodes[0].path
+	case d.opts.CollectorInNetns:
+		where = "from inside each watched namespace"
+	}
+	if len(d.nodes) == 0 {
+		fmt.Fprintf(w, "exporter\tnode id %#x, reports to %s %s\n", d.exporter.NodeID(), d.opts.Collector, where)
+	} else {
+		fmt.Fprintf(w, "exporter\treports to %s %s\n", d.opts.Collector, where)
+	}
 }
 
 // Programs lists the kernel IDs of the programs the deployment holds (the
@@ -275,6 +372,13 @@ func (d *Deployment) Programs() []ebpf.ProgramID {
 		ids = append(ids, a.ID)
 	}
 	return ids
+}
+
+// ProgramStats returns the kernel's run count and run time of each
+// monitor program (zero unless kernel.bpf_stats_enabled is on, see
+// monitor.EnableKernelStats).
+func (d *Deployment) ProgramStats() ([]monitor.ProgramStat, error) {
+	return d.monitor.ProgramStats()
 }
 
 // TagsPinPath is where the tagger's tags map is pinned, for rpctag.Open in
@@ -318,8 +422,8 @@ func (d *Deployment) Counters() (DeployCounters, error) {
 
 // WriteCounters prints c as "name value" lines.
 func (c DeployCounters) WriteCounters(w io.Writer) {
-	fmt.Fprintf(w, "events\t%d\nreports\t%d\npackets\t%d\nbytes\t%d\nsend_errors\t%d\nencode_errors\t%d\n",
-		c.Exporter.Events, c.Exporter.Reports, c.Exporter.Packets, c.Exporter.Bytes, c.Exporter.SendErrors, c.Exporter.EncodeErrors)
+	fmt.Fprintf(w, "events\t%d\nreports\t%d\npackets\t%d\nbytes\t%d\nsend_errors\t%d\nencode_errors\t%d\nunattributed\t%d\n",
+		c.Exporter.Events, c.Exporter.Reports, c.Exporter.Packets, c.Exporter.Bytes, c.Exporter.SendErrors, c.Exporter.EncodeErrors, c.Exporter.Unattributed)
 	fmt.Fprintf(w, "ring_lost\t%d\nmonitor_emitted\t%d\nqdisc_dequeues\t%d\nqdisc_unmatched\t%d\n",
 		c.Monitor.Lost, c.Monitor.Emitted, c.Monitor.DequeueSeen, c.Monitor.DequeueUnmatched)
 	if c.Tagger != nil {

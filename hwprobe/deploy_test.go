@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -33,6 +34,15 @@ func TestDeployRejectsBadOptions(t *testing.T) {
 		flag string
 	}{
 		{"p4 target", hwprobe.DeployOptions{Target: "tofino", Collector: "127.0.0.1"}, "--target"},
+		// Namespace lists are checked before anything is loaded.
+		{"netns and nodes", hwprobe.DeployOptions{Target: "linux", Collector: "127.0.0.1", Netns: "a",
+			Nodes: []hwprobe.DeployNode{{Netns: "b", NodeID: 2}}}, "--netns"},
+		{"nodes without node id", hwprobe.DeployOptions{Target: "linux", Collector: "127.0.0.1",
+			Nodes: []hwprobe.DeployNode{{Netns: "a", NodeID: 1}, {Netns: "b"}}}, "--netns"},
+		{"nodes with one node id", hwprobe.DeployOptions{Target: "linux", Collector: "127.0.0.1",
+			Nodes: []hwprobe.DeployNode{{Netns: "a", NodeID: 1}, {Netns: "b", NodeID: 1}}}, "--netns"},
+		{"router flag with nodes", hwprobe.DeployOptions{Target: "linux", Collector: "127.0.0.1", Router: true,
+			Nodes: []hwprobe.DeployNode{{Netns: "a", NodeID: 1}, {Netns: "b", NodeID: 2}}}, "--router"},
 	}
 	if os.Geteuid() == 0 {
 		// These are checked after the root check.
@@ -323,6 +333,115 @@ func TestDeployCollectorInsideNetns(t *testing.T) {
 }
 
 func must[T any](v T, _ error) T { return v }
+
+// TestDeployOneForSeveralNamespaces deploys once for a client and the
+// router behind it: one program per hook, and the reports of each
+// namespace arrive under its own node ID from a socket inside it (the
+// client's retransmissions from the client's address, the router's
+// switch-queue drops from the router's).
+func TestDeployOneForSeveralNamespaces(t *testing.T) {
+	montest.RequireRoot(t)
+	c := montest.NewChain(t)
+	var col *net.UDPConn
+	montest.In(t, c.Server.NS, func() error {
+		var err error
+		col, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(c.Server.IP)})
+		return err
+	})
+	defer col.Close()
+	montest.Tc(t, c.Router.NS, "qdisc", "add", "dev", c.Router.Dev, "root", "handle", "1:", "tbf", "rate", "10mbit", "burst", "5k", "latency", "200ms")
+	montest.Tc(t, c.Router.NS, "qdisc", "add", "dev", c.Router.Dev, "parent", "1:1", "handle", "10:", "bfifo", "limit", "3000")
+
+	const clientID, routerID = 101, 2001
+	d, err := hwprobe.Deploy(hwprobe.DeployOptions{Target: "linux", CollectorInNetns: true, Collector: col.LocalAddr().String(),
+		Nodes: []hwprobe.DeployNode{{Netns: c.Client.NS, NodeID: clientID}, {Netns: c.Router.NS, NodeID: routerID, Router: true}}})
+	if errors.Is(err, ebpf.ErrNotSupported) {
+		t.Skipf("data plane not supported here: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if n, want := len(d.Programs()), 9; n != want {
+		t.Errorf("%d programs loaded for two namespaces, want one per hook (%d)", n, want)
+	}
+	var desc strings.Builder
+	d.Describe(&desc)
+	for _, want := range []string{c.Client.NS + " as node id 0x65", c.Router.NS + " as node id 0x7d1 (router"} {
+		if !strings.Contains(desc.String(), want) {
+			t.Errorf("description lacks %q:\n%s", want, desc.String())
+		}
+	}
+
+	// The collector's reader runs during the traffic: the socket buffer
+	// would not hold every report of a lossy transfer.
+	type pkt struct {
+		from netip.Addr
+		node uint32
+		tr   decode.TelemetryReportV2
+	}
+	pkts := make(chan pkt, 4096)
+	go func() {
+		defer close(pkts)
+		buf := make([]byte, 65536)
+		for {
+			col.SetReadDeadline(time.Now().Add(3 * time.Second))
+			n, from, err := col.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			var p pkt
+			p.from = from.Addr()
+			if err := p.tr.DecodeFromBytes(append([]byte(nil), buf[:n]...), gopacket.NilDecodeFeedback); err != nil {
+				t.Errorf("report from %v does not decode: %v", from, err)
+				continue
+			}
+			p.node = p.tr.NodeID
+			pkts <- p
+		}
+	}()
+	ctx, cancel := context.WithCancel(context.Background())
+	runErr := make(chan error, 1)
+	go func() { runErr <- d.Run(ctx) }()
+	ln := montest.Listen(t, c.Server.NS, c.Server.IP)
+	got := montest.Sink(t, ln, 0)
+	conn := montest.Dial(t, c.Client.NS, ln.Addr(), montest.DialOptions{})
+	montest.Push(t, conn, 512<<10, time.Now().Add(30*time.Second))
+	conn.CloseWrite()
+	<-got
+	time.Sleep(100 * time.Millisecond)
+	cancel()
+	if err := <-runErr; err != nil {
+		t.Fatal(err)
+	}
+	byNode := map[uint32]int{}
+	for p := range pkts {
+		byNode[p.node]++
+		switch p.node {
+		case clientID:
+			if p.from.String() != c.Client.IP {
+				t.Errorf("client report sent from %v, want the client's address %s", p.from, c.Client.IP)
+			}
+		case routerID:
+			if p.from.String() != c.Router.IP {
+				t.Errorf("router report sent from %v, want the router's address %s", p.from, c.Router.IP)
+			}
+			for _, r := range p.tr.Reports {
+				if !r.D && !r.Q && !r.F {
+					t.Errorf("router report with none of the D, Q, F bits: %+v", r)
+				}
+			}
+		default:
+			t.Errorf("report with node ID %d, want %d or %d", p.node, clientID, routerID)
+		}
+	}
+	if byNode[clientID] == 0 || byNode[routerID] == 0 {
+		t.Errorf("report packets per node %v: want some from both the client (retransmissions) and the router (drops)", byNode)
+	}
+	if ctr := must(d.Counters()); ctr.Exporter.Unattributed != 0 || ctr.Exporter.SendErrors != 0 {
+		t.Errorf("counters %+v", ctr.Exporter)
+	}
+}
 
 // TestDeployRefusesAsNobody runs TestDeployRefusesWithoutRoot as user
 // nobody from a root test run, so the refusal path is exercised in CI too.

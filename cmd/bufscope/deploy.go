@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -26,6 +28,7 @@ type deployOptions struct {
 func newDeployCmd(s ioStreams, runF func(context.Context, *deployOptions) error) *cobra.Command {
 	opts := &deployOptions{IO: s}
 	th := monitor.DefaultThresholds()
+	var netns []string
 	cmd := &cobra.Command{
 		Use:   "deploy --target linux --collector HOST[:PORT]",
 		Short: "Load the request tagger and buffer monitors on this host and export their reports",
@@ -42,16 +45,35 @@ counters. It changes no qdisc. Needs root and a kernel with BTF.
 With --netns the monitors report only that network namespace; the
 exporter's socket is opened in the namespace bufscope runs in, unless
 --collector-in-netns opens it inside the watched one. --router reports the
-namespace's egress qdiscs as switch queues with standard INT metadata.`,
+namespace's egress qdiscs as switch queues with standard INT metadata.
+
+--netns may be repeated as NAME=NODE_ID[,router]: one set of monitors and
+one exporter then serve every listed namespace, each reported under its
+own node ID (and, with ",router", as a switch), each exporting from inside
+its own namespace with --collector-in-netns. Every tracepoint then runs one
+program per packet however many namespaces are watched.
+
+Message-start reports (one per tagged message at each qdisc it crosses)
+can be thinned: --message-start-every N reports 1 message in N, chosen by
+RPC ID so that every hop and host picks the same messages;
+--message-start-first-hop reports a message only at the qdisc of the host
+that sent it. Abnormal events are always reported.`,
 		Example: `  # watch the whole host, report to a collector
   sudo bufscope deploy --target linux --collector 10.0.0.9
 
   # tag the sockets of one cgroup and watch one namespace for a minute
   sudo bufscope deploy --target linux --netns lab1 --cgroup /sys/fs/cgroup/unified/app \
-      --collector 127.0.0.1:32766 --for 1m`,
+      --collector 127.0.0.1:32766 --for 1m
+
+  # one deployment for two hosts and the router between them
+  sudo bufscope deploy --target linux --collector 10.77.250.1 --collector-in-netns \
+      --netns h1=101 --netns h2=102 --netns r1=2001,router`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			opts.Deploy.Thresholds = th
+			if err := parseNetnsFlags(&opts.Deploy, netns, cmd.Flags().Changed("node-id")); err != nil {
+				return usageError{err}
+			}
 			if runF != nil {
 				return runF(cmd.Context(), opts)
 			}
@@ -62,12 +84,14 @@ namespace's egress qdiscs as switch queues with standard INT metadata.`,
 	d := &opts.Deploy
 	f.StringVar(&d.Target, "target", "linux", `where to deploy; "linux" is eBPF on this host`)
 	f.StringVar(&d.Collector, "collector", "", "collector HOST[:PORT] for the reports (default port 32766)")
-	f.StringVar(&d.Netns, "netns", "", "watch only this network namespace (a name as ip netns list shows it, or a path)")
-	f.BoolVar(&d.Router, "router", false, "the --netns namespace forwards: report its egress qdiscs as switch queues")
+	f.StringArrayVar(&netns, "netns", nil, "watch only this network namespace (a name as ip netns list shows it, or a path); repeat as NAME=NODE_ID[,router] to watch several")
+	f.BoolVar(&d.Router, "router", false, "the single --netns namespace forwards: report its egress qdiscs as switch queues")
 	f.StringVar(&d.Cgroup, "cgroup", "", "cgroup v2 directory whose TCP sockets get the request tag (omit: no tagger)")
 	f.BoolVar(&d.CollectorInNetns, "collector-in-netns", false, "open the exporter's socket inside the --netns namespace")
 	f.Uint32Var(&d.NodeID, "node-id", 0, "node ID in the reports (default: hash of the host name)")
 	f.BoolVar(&d.NoMessageStart, "no-message-start", false, "do not report tagged segments passing the qdisc")
+	f.Uint32Var(&d.MessageStartEvery, "message-start-every", 1, "report the start of 1 tagged message in N, picked by RPC ID so every hop reports the same ones")
+	f.BoolVar(&d.MessageStartFirstHop, "message-start-first-hop", false, "report a message start only at the qdisc of the host that sent it, not at forwarding hops")
 	f.Uint16Var(&d.TagExID, "tag-exid", decode.TagExID, "RFC 6994 ExID of the request tag the tagger writes and the monitors recognise")
 	f.DurationVar(&d.FlushInterval, "flush", 20*time.Millisecond, "longest time an event waits to be batched into a report packet")
 	f.DurationVar(&opts.For, "for", 0, "stay deployed this long, then clean up (default: until interrupted)")
@@ -80,12 +104,53 @@ namespace's egress qdiscs as switch queues with standard INT metadata.`,
 	return cmd
 }
 
+// parseNetnsFlags turns the --netns values into DeployOptions: one plain
+// name is the single-namespace form (with --node-id and --router as
+// before); NAME=NODE_ID[,router] values, or more than one value, become
+// Nodes.
+func parseNetnsFlags(d *hwprobe.DeployOptions, values []string, nodeIDSet bool) error {
+	if len(values) == 1 && !strings.Contains(values[0], "=") {
+		d.Netns = values[0]
+		return nil
+	}
+	for _, v := range values {
+		name, rest, hasID := strings.Cut(v, "=")
+		if name == "" {
+			return fmt.Errorf("--netns %q: no namespace name; give NAME or NAME=NODE_ID[,router]", v)
+		}
+		if !hasID {
+			return fmt.Errorf("--netns %s: with more than one --netns give each its node ID: NAME=NODE_ID[,router]", v)
+		}
+		idText, role, _ := strings.Cut(rest, ",")
+		id, err := strconv.ParseUint(idText, 0, 32)
+		if err != nil || id == 0 {
+			return fmt.Errorf("--netns %s: node ID %q is not a number 1-4294967295", v, idText)
+		}
+		n := hwprobe.DeployNode{Netns: name, NodeID: uint32(id)}
+		switch role {
+		case "":
+		case "router":
+			n.Router = true
+		default:
+			return fmt.Errorf("--netns %s: unknown role %q after the node ID; the only one is \"router\"", v, role)
+		}
+		d.Nodes = append(d.Nodes, n)
+	}
+	if len(d.Nodes) > 0 && nodeIDSet {
+		return errors.New("--node-id: the node IDs are given in --netns NAME=NODE_ID; drop --node-id")
+	}
+	return nil
+}
+
 func runDeploy(ctx context.Context, opts *deployOptions) error {
 	if opts.Deploy.Collector == "" {
 		return usageError{errors.New("--collector is required: give the collector's HOST[:PORT]")}
 	}
 	if p := opts.Deploy.Thresholds.SendQueuePercent; p == 0 || p > 100 {
 		return usageError{fmt.Errorf("--sndq-percent %d: give 1-100", p)}
+	}
+	if opts.Deploy.NoMessageStart && (opts.Deploy.MessageStartEvery > 1 || opts.Deploy.MessageStartFirstHop) {
+		return usageError{errors.New("--no-message-start: contradicts --message-start-every/--message-start-first-hop; give one or the other")}
 	}
 	if opts.For < 0 {
 		return usageError{fmt.Errorf("--for %v: give a positive duration", opts.For)}

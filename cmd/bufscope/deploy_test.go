@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/bufscope/bufscope/hwprobe"
 )
 
 func runDeployArgs(t *testing.T, args ...string) (string, error) {
@@ -33,6 +36,13 @@ func TestDeployUsageErrors(t *testing.T) {
 		{[]string{"--collector", "127.0.0.1", "--sndq-percent", "101"}, "--sndq-percent 101"},
 		{[]string{"--collector", "127.0.0.1", "--target", "tofino"}, "--target"},
 		{[]string{"--collector", "127.0.0.1", "extra"}, "unknown command"},
+		{[]string{"--collector", "127.0.0.1", "--netns", "a", "--netns", "b=2"}, "--netns a: with more than one"},
+		{[]string{"--collector", "127.0.0.1", "--netns", "a=x"}, `node ID "x"`},
+		{[]string{"--collector", "127.0.0.1", "--netns", "a=0"}, `node ID "0"`},
+		{[]string{"--collector", "127.0.0.1", "--netns", "=5"}, "no namespace name"},
+		{[]string{"--collector", "127.0.0.1", "--netns", "a=1,switch"}, `unknown role "switch"`},
+		{[]string{"--collector", "127.0.0.1", "--netns", "a=1", "--netns", "b=2", "--node-id", "3"}, "--node-id"},
+		{[]string{"--collector", "127.0.0.1", "--no-message-start", "--message-start-every", "4"}, "--no-message-start"},
 	}
 	for _, c := range cases {
 		_, err := runDeployArgs(t, c.args...)
@@ -70,6 +80,27 @@ func TestDeployFlagsReachOptions(t *testing.T) {
 	}
 	if got.For != time.Minute {
 		t.Errorf("--for %v", got.For)
+	}
+}
+
+func TestDeploySeveralNetnsReachOptions(t *testing.T) {
+	var got *deployOptions
+	cmd := newDeployCmd(ioStreams{Out: &bytes.Buffer{}, ErrOut: &bytes.Buffer{}}, func(_ context.Context, o *deployOptions) error {
+		got = o
+		return nil
+	})
+	cmd.SetArgs([]string{"--collector", "10.77.250.1", "--collector-in-netns", "--netns", "h1=101", "--netns", "/proc/7/ns/net=0x66",
+		"--netns", "r1=2001,router", "--message-start-every", "16", "--message-start-first-hop"})
+	if err := cmd.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	d := got.Deploy
+	want := []hwprobe.DeployNode{{Netns: "h1", NodeID: 101}, {Netns: "/proc/7/ns/net", NodeID: 0x66}, {Netns: "r1", NodeID: 2001, Router: true}}
+	if d.Netns != "" || !slices.Equal(d.Nodes, want) {
+		t.Errorf("netns %q nodes %+v, want none and %+v", d.Netns, d.Nodes, want)
+	}
+	if d.MessageStartEvery != 16 || !d.MessageStartFirstHop || !d.CollectorInNetns {
+		t.Errorf("deploy options %+v", d)
 	}
 }
 

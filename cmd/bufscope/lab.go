@@ -25,6 +25,9 @@ type labOptions struct {
 	NoDeploy   bool
 	NoMirror   bool
 	NoMsgStart bool
+	MsgEvery   uint32 // --message-start-every
+	MsgFirst   bool   // --message-start-first-hop
+	BPFStats   bool   // bench: --bpf-stats
 	TaggerOnly bool
 	Verbose    bool
 	Command    string   // the command line, recorded in the truth file
@@ -140,8 +143,16 @@ injected (see 'bufscope lab list'), record the collector into TRACE, write
 	f.BoolVar(&opts.NoDeploy, "no-deploy", false, "run without tagger and monitors (baseline)")
 	f.BoolVar(&opts.NoMirror, "no-mirror", false, "do not record the data plane mirrored from the router")
 	f.BoolVar(&opts.NoMsgStart, "no-message-start", false, "deploy without per-message reports (only abnormal events)")
+	bindMessageStart(f, opts)
 	f.BoolVarP(&opts.Verbose, "verbose", "v", false, "print progress and the agents' messages")
 	return cmd
+}
+
+// bindMessageStart adds the flags that thin out message-start reports.
+// Their zero values keep what the fixtures were recorded with.
+func bindMessageStart(f *pflag.FlagSet, opts *labOptions) {
+	f.Uint32Var(&opts.MsgEvery, "message-start-every", 0, "report the start of 1 message in N, picked by RPC ID so every hop reports the same ones (0, 1: all)")
+	f.BoolVar(&opts.MsgFirst, "message-start-first-hop", false, "report a message start only at the sender's qdisc, not again at the router")
 }
 
 // commandLine rebuilds the command line as the user typed it, for the
@@ -151,6 +162,9 @@ func commandLine(cmd *cobra.Command) string {
 }
 
 func (o *labOptions) labRunOptions(fault string) (netlab.Options, error) {
+	if o.NoMsgStart && (o.MsgEvery > 1 || o.MsgFirst) {
+		return netlab.Options{}, usageError{errors.New("--no-message-start: contradicts --message-start-every/--message-start-first-hop; give one or the other")}
+	}
 	agent := o.Agent
 	if len(agent) == 0 {
 		self, err := os.Executable()
@@ -160,7 +174,8 @@ func (o *labOptions) labRunOptions(fault string) (netlab.Options, error) {
 		agent = []string{self, "lab", "agent"}
 	}
 	lo := netlab.Options{Fault: fault, Params: o.Params, Output: o.Output, Overwrite: o.Overwrite, Command: o.Command,
-		Name: o.Name, Agent: agent, NoDeploy: o.NoDeploy, NoMirror: o.NoMirror, NoMessageStart: o.NoMsgStart, TaggerOnly: o.TaggerOnly, Log: io.Discard}
+		Name: o.Name, Agent: agent, NoDeploy: o.NoDeploy, NoMirror: o.NoMirror, NoMessageStart: o.NoMsgStart,
+		MessageStartEvery: o.MsgEvery, MessageStartFirstHop: o.MsgFirst, BPFStats: o.BPFStats, TaggerOnly: o.TaggerOnly, Log: io.Discard}
 	if o.Verbose {
 		lo.Log = o.IO.ErrOut
 	}
@@ -311,10 +326,16 @@ func newLabBenchCmd(s ioStreams, runF func(context.Context, *labOptions) error) 
 		Short: "Measure bufscope's overhead: the same workload with and without deploy",
 		Long: `Run the same workload in one lab without and with bufscope deployed,
 alternating, and print throughput, RPC latency percentiles, tag and report
-bytes as a share of the traffic, collector CPU per 100k reports/s and
-stored bytes per request. --doc appends the results as markdown.`,
-		Example: `  sudo bufscope lab bench --duration 5s --runs 3 --doc docs/overhead.md`,
-		Args:    usageArgs(cobra.NoArgs),
+bytes as a share of the traffic, collector CPU per 100k reports/s,
+stored bytes per request and the CPU of the exporter (this process).
+One deployment watches every node, as one host runs one set of monitors.
+--bpf-stats adds the kernel's run time of each eBPF program. --doc
+appends the results as markdown.`,
+		Example: `  sudo bufscope lab bench --duration 5s --runs 3 --doc docs/overhead.md
+
+  # message starts of 1 RPC in 16, only where they leave the sender
+  sudo bufscope lab bench --message-start-every 16 --message-start-first-hop`,
+		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			opts.Command = commandLine(cmd)
 			if runF != nil {
@@ -327,7 +348,9 @@ stored bytes per request. --doc appends the results as markdown.`,
 	bindParams(f, &opts.Params)
 	f.IntVar(&opts.Runs, "runs", 3, "repetitions of each phase (without, with deploy)")
 	f.BoolVar(&opts.NoMsgStart, "no-message-start", false, "deploy without per-message reports (only abnormal events)")
+	bindMessageStart(f, opts)
 	f.BoolVar(&opts.TaggerOnly, "tagger-only", false, "deploy only the request tagger, no monitors (to attribute the cost)")
+	f.BoolVar(&opts.BPFStats, "bpf-stats", false, "turn on the kernel's BPF run time accounting and print each program's cost (adds a little to it)")
 	f.StringVar(&opts.Doc, "doc", "", "append a markdown section with the results to this file")
 	f.StringVar(&opts.Name, "name", "", "lab name (1-6 letters/digits; default from the PID)")
 	f.BoolVarP(&opts.Verbose, "verbose", "v", false, "print progress")

@@ -82,7 +82,7 @@ func TestExporterHostPathAllocs(t *testing.T) {
 		for i := 0; i < 8; i++ {
 			x.add(&ev, nil)
 		}
-		x.flushHost()
+		x.flushHost(x.nodes[0])
 	})
 	if n != 0 {
 		t.Errorf("batching and sending 8 host reports allocates %v times", n)
@@ -112,7 +112,7 @@ func TestExporterToCollectorWithoutSocket(t *testing.T) {
 	const packets = 50
 	for i := 0; i < packets; i++ {
 		x.add(&ev, nil)
-		x.flushHost()
+		x.flushHost(x.nodes[0])
 		time.Sleep(time.Millisecond) // let the ICMP error arrive
 	}
 	if c := x.Counters(); c.SendErrors != 0 || c.Packets != packets {

@@ -8,8 +8,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"time"
+
+	"github.com/bufscope/bufscope/hwprobe/monitor"
 )
 
 // BenchOptions configure Bench.
@@ -36,6 +39,25 @@ type BenchPhase struct {
 	ReportPkts   uint64
 	CollectorCPU time.Duration
 	TraceBytes   int64
+	// SelfCPU is the bench process's CPU time during the workloads: with
+	// deploy the exporter's, plus the runner's idle cost both phases pay.
+	SelfCPU time.Duration
+	// BPF sums the kernel's accounting per program (BPFStats runs only).
+	BPF []monitor.ProgramStat
+	// Load is /proc/loadavg's 1-minute figure before each run, min and
+	// max: other work on the machine.
+	LoadMin, LoadMax float64
+	// PerRun is each run's completed requests per second, in run order.
+	PerRun []float64
+}
+
+// BPFTime is the summed run time of every program in BPF.
+func (p BenchPhase) BPFTime() time.Duration {
+	var t time.Duration
+	for _, st := range p.BPF {
+		t += st.Runtime
+	}
+	return t
 }
 
 // Throughput is completed requests per second.
@@ -43,6 +65,7 @@ func (p BenchPhase) Throughput() float64 { return float64(p.Requests) / p.Elapse
 
 // BenchResult compares the two phases.
 type BenchResult struct {
+	Opts    Options // the run options, for the description
 	Params  Params
 	Without BenchPhase
 	With    BenchPhase
@@ -63,12 +86,16 @@ func Bench(ctx context.Context, o BenchOptions) (*BenchResult, error) {
 		ro.Fault = "none"
 	}
 	ro.NoMirror, ro.Overwrite = true, true
-	res := &BenchResult{Params: ro.Params.merge(Lookup(ro.Fault).Defaults)}
+	res := &BenchResult{Opts: ro, Params: ro.Params.merge(Lookup(ro.Fault).Defaults)}
 	var lat [2][]time.Duration
 	for i := 0; i < 2*o.Runs; i++ {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("bench stopped before run %d: %w", i+1, err)
+		}
 		deployed := i%2 == 1
 		ro.NoDeploy = !deployed
 		ro.Output = filepath.Join(dir, fmt.Sprintf("run%d.trace.zst", i))
+		load := loadAvg()
 		r, err := Run(ctx, ro)
 		if err != nil {
 			return nil, fmt.Errorf("bench run %d (deployed %v): %w", i+1, deployed, err)
@@ -78,20 +105,29 @@ func Bench(ctx context.Context, o BenchOptions) (*BenchResult, error) {
 			ph = &res.With
 		}
 		ph.Deployed = deployed
+		if ph.Runs == 0 || load < ph.LoadMin {
+			ph.LoadMin = load
+		}
+		ph.LoadMax = max(ph.LoadMax, load)
 		ph.Runs++
+		ph.SelfCPU += r.SelfCPU
+		ph.BPF = addProgramStats(ph.BPF, r.BPF)
 		ph.Elapsed += res.Params.Duration
 		ph.DataBytes += r.RouterBytes
 		ph.CollectorCPU += r.CollectorCPU
 		if st, err := os.Stat(r.Trace); err == nil {
 			ph.TraceBytes += st.Size()
 		}
+		done := 0
 		for _, rl := range r.Requests {
 			if rl.Err == "" {
+				done++
 				ph.Requests++
 				ph.RespBytes += int64(rl.RespBytes)
 				lat[i%2] = append(lat[i%2], rl.Latency())
 			}
 		}
+		ph.PerRun = append(ph.PerRun, float64(done)/res.Params.Duration.Seconds())
 		for _, c := range r.Deploy {
 			ph.Reports += c.Exporter.Reports
 			ph.ReportPkts += c.Exporter.Packets
@@ -108,6 +144,30 @@ func Bench(ctx context.Context, o BenchOptions) (*BenchResult, error) {
 	return res, nil
 }
 
+func addProgramStats(sum, add []monitor.ProgramStat) []monitor.ProgramStat {
+next:
+	for _, a := range add {
+		for i := range sum {
+			if sum[i].Program == a.Program {
+				sum[i].RunCount += a.RunCount
+				sum[i].Runtime += a.Runtime
+				continue next
+			}
+		}
+		sum = append(sum, a)
+	}
+	return sum
+}
+
+// loadAvg is the 1-minute load average, 0 when unreadable.
+func loadAvg() float64 {
+	var l float64
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		fmt.Sscan(string(b), &l)
+	}
+	return l
+}
+
 func pct(sorted []time.Duration, q float64) time.Duration {
 	if len(sorted) == 0 {
 		return 0
@@ -118,6 +178,28 @@ func pct(sorted []time.Duration, q float64) time.Duration {
 // Derived figures.
 func (b *BenchResult) throughputLoss() float64 {
 	return 100 * (1 - b.With.Throughput()/b.Without.Throughput())
+}
+
+// pairChanges is the throughput change of each run with deploy against
+// the run without just before it, sorted: on a shared machine the spread
+// says how much of the difference is the machine.
+func (b *BenchResult) pairChanges() []float64 {
+	var out []float64
+	for i := range min(len(b.Without.PerRun), len(b.With.PerRun)) {
+		if b.Without.PerRun[i] > 0 {
+			out = append(out, 100*(b.With.PerRun[i]/b.Without.PerRun[i]-1))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (b *BenchResult) pairSummary() string {
+	ch := b.pairChanges()
+	if len(ch) == 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("median %+.1f%%, range %+.1f%% to %+.1f%% over %d pairs", ch[len(ch)/2], ch[0], ch[len(ch)-1], len(ch))
 }
 
 func (b *BenchResult) wireShare() float64 {
@@ -147,10 +229,41 @@ func (b *BenchResult) WriteText(w io.Writer) {
 		fmt.Fprintf(w, "%s.requests_per_s\t%.1f\n%s.p50\t%s\n%s.p99\t%s\n%s.p999\t%s\n", tag, ph.Throughput(), tag, ph.P50, tag, ph.P99, tag, ph.P999)
 	}
 	fmt.Fprintf(w, "throughput_loss_percent\t%.2f\n", b.throughputLoss())
+	fmt.Fprintf(w, "throughput_change_per_pair\t%s\n", b.pairSummary())
 	fmt.Fprintf(w, "tag_bytes\t%d\nreport_bytes\t%d\ndata_bytes\t%d\nwire_share_percent\t%.4f\n", b.With.TagBytes, b.With.ReportBytes, b.With.DataBytes, b.wireShare())
 	fmt.Fprintf(w, "reports\t%d\nreports_per_s\t%.0f\ncollector_cpu\t%s\ncollector_cores_per_100k_reports_per_s\t%.3f\n",
 		b.With.Reports, float64(b.With.Reports)/b.With.Elapsed.Seconds(), b.With.CollectorCPU, b.cpuPer100k())
 	fmt.Fprintf(w, "stored_bytes_per_request\t%.1f\n", b.storedPerRequest())
+	fmt.Fprintf(w, "without.self_cpu\t%s\nwith.self_cpu\t%s\n", b.Without.SelfCPU, b.With.SelfCPU)
+	fmt.Fprintf(w, "load_1min\t%.1f-%.1f\n", min(b.Without.LoadMin, b.With.LoadMin), max(b.Without.LoadMax, b.With.LoadMax))
+	for _, st := range b.With.BPF {
+		fmt.Fprintf(w, "bpf.%s\truns=%d ns_per_run=%.0f cores=%.3f\n", st.Program, st.RunCount, nsPerRun(st), st.Runtime.Seconds()/b.With.Elapsed.Seconds())
+	}
+	if len(b.With.BPF) > 0 {
+		fmt.Fprintf(w, "bpf_cores\t%.3f\n", b.With.BPFTime().Seconds()/b.With.Elapsed.Seconds())
+	}
+}
+
+func nsPerRun(st monitor.ProgramStat) float64 {
+	return float64(st.Runtime.Nanoseconds()) / float64(max(1, st.RunCount))
+}
+
+// messageStarts describes which message starts the deployment reported.
+func (o Options) messageStarts() string {
+	switch {
+	case o.TaggerOnly:
+		return "tagger only, no monitors"
+	case o.NoMessageStart:
+		return "none (abnormal events only)"
+	}
+	s := "every message"
+	if o.MessageStartEvery > 1 {
+		s = fmt.Sprintf("1 message in %d (by RPC ID)", o.MessageStartEvery)
+	}
+	if o.MessageStartFirstHop {
+		return s + ", at the sender's qdisc only"
+	}
+	return s + ", at every hop"
 }
 
 // WriteMarkdown appends a results table for docs/overhead.md.
@@ -159,11 +272,11 @@ func (b *BenchResult) WriteMarkdown(w io.Writer, command string, when time.Time)
 	_, err := fmt.Fprintf(w, `
 ### Lab overhead run of %s
 
-Command: `+"`%s`"+`; workload %s, %d clients × %d servers, %d connections each, %d B requests, %d B responses, %s per run, %d runs per phase, alternating.
+Command: `+"`%s`"+`; workload %s, %d clients × %d servers, %d connections each, %d B requests, %d B responses, %s per run, %d runs per phase, alternating; one deployment for all nodes; message-start reports: %s. Machine: %d CPUs, 1-minute load average %.1f–%.1f before the runs.
 
 | measure | without deploy | with deploy | change |
 |---|---|---|---|
-| requests/s | %.1f | %.1f | %+.2f%% |
+| requests/s | %.1f | %.1f | %+.2f%% (pairs of runs: %s) |
 | RPC latency p50 | %s | %s | |
 | RPC latency p99 | %s | %s | |
 | RPC latency p99.9 | %s | %s | |
@@ -176,10 +289,31 @@ Command: `+"`%s`"+`; workload %s, %d clients × %d servers, %d connections each,
 | tag + report bytes as a share of data bytes | %.4f%% |
 | collector CPU (user+system, capture + zstd) | %s for %.0f reports/s → %.3f cores per 100k reports/s |
 | stored bytes per request (trace size / completed requests) | %.1f |
+| bench process CPU (exporter with deploy; runner alone without) | %s with, %s without: %.3f cores for the exporter |
 `, when.UTC().Format("2006-01-02 15:04 MST"), command, p.Mode, p.Clients, p.Servers, p.Concurrency, p.ReqBytes, p.RespBytes, p.Duration, b.With.Runs,
-		b.Without.Throughput(), b.With.Throughput(), -b.throughputLoss(),
+		b.Opts.messageStarts(), runtime.NumCPU(), min(b.Without.LoadMin, b.With.LoadMin), max(b.Without.LoadMax, b.With.LoadMax),
+		b.Without.Throughput(), b.With.Throughput(), -b.throughputLoss(), b.pairSummary(),
 		b.Without.P50, b.With.P50, b.Without.P99, b.With.P99, b.Without.P999, b.With.P999,
 		b.With.TagBytes, b.With.ReportBytes, b.With.ReportPkts, b.With.Reports, b.With.DataBytes, b.wireShare(),
-		b.With.CollectorCPU, float64(b.With.Reports)/b.With.Elapsed.Seconds(), b.cpuPer100k(), b.storedPerRequest())
+		b.With.CollectorCPU, float64(b.With.Reports)/b.With.Elapsed.Seconds(), b.cpuPer100k(), b.storedPerRequest(),
+		b.With.SelfCPU, b.Without.SelfCPU, (b.With.SelfCPU-b.Without.SelfCPU).Seconds()/b.With.Elapsed.Seconds())
+	if err != nil || len(b.With.BPF) == 0 {
+		return err
+	}
+	_, err = fmt.Fprintf(w, `
+Kernel accounting of the programs in the runs with deploy (`+"`kernel.bpf_stats_enabled`"+`, which itself adds a little to every run):
+
+| program | runs | ns per run | cores |
+|---|---|---|---|
+`)
+	for _, st := range b.With.BPF {
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(w, "| `%s` | %d | %.0f | %.3f |\n", st.Program, st.RunCount, nsPerRun(st), st.Runtime.Seconds()/b.With.Elapsed.Seconds())
+	}
+	if err == nil {
+		_, err = fmt.Fprintf(w, "| all | | | %.3f |\n", b.With.BPFTime().Seconds()/b.With.Elapsed.Seconds())
+	}
 	return err
 }

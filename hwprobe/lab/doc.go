@@ -6,10 +6,11 @@
 // into a trace with a truth file naming what was injected (docs/lab.md,
 // docs/truth.md).
 //
-// Every node runs the equivalent of `bufscope deploy --target linux`
-// (hwprobe.Deploy, one per namespace, exporting to the collector from inside
-// the node's namespace); one request tagger is attached to the lab's parent
-// cgroup, so every workload process below it is tagged.
+// One hwprobe.Deploy serves every node, as one host runs one set of
+// monitors: the equivalent of `bufscope deploy --target linux` with one
+// `--netns NAME=NODE_ID` per node, each node's reports exported under its
+// node ID from inside its namespace; one request tagger is attached to the
+// lab's parent cgroup, so every workload process below it is tagged.
 //
 // Workload processes and the collector are child processes of the lab
 // (Options.Agent says how to start one), entered into their namespace with

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/bufscope/bufscope/hwprobe"
+	"github.com/bufscope/bufscope/hwprobe/monitor"
 	"github.com/bufscope/bufscope/hwprobe/tagger"
 	"github.com/cilium/ebpf"
 )
@@ -52,6 +53,15 @@ type Options struct {
 	// NoMessageStart deploys the monitors without per-message reports
 	// (DeployOptions.NoMessageStart): only abnormal events are exported.
 	NoMessageStart bool
+	// MessageStartEvery and MessageStartFirstHop thin out the per-message
+	// reports (DeployOptions of the same names); zero values report every
+	// message at every hop, as the fixtures were recorded.
+	MessageStartEvery    uint32
+	MessageStartFirstHop bool
+	// BPFStats turns on the kernel's per-program run time accounting
+	// (kernel.bpf_stats_enabled) for the run and fills Result.BPF. The
+	// accounting itself costs a little per program run.
+	BPFStats bool
 	// TaggerOnly loads the request tagger but no monitors or exporters,
 	// to tell the tagger's cost from the monitors' in the overhead bench.
 	TaggerOnly bool
@@ -62,7 +72,7 @@ type Result struct {
 	Trace, TruthPath, RequestsPath string
 	Truth                          *Truth
 	Requests                       []RequestLog
-	Deploy                         []hwprobe.DeployCounters // one per deployed node
+	Deploy                         []hwprobe.DeployCounters // of the one deployment serving every node
 	CollectorStats                 string                   // the collector agent's counters line
 	CollectorCPU                   time.Duration            // user + system time of the collector
 	Elapsed                        time.Duration            // workload start to end
@@ -71,6 +81,12 @@ type Result struct {
 	Tagger                         *tagger.Stats            // the lab's tagger, nil without deploy
 	CaptureDrops                   uint64                   // packets the collector's capture lost in the kernel
 	Programs                       []ebpf.ProgramID         // every BPF program the run loaded (all gone after Run)
+	// BPF is the kernel's accounting of the monitor programs and the
+	// tagger (Options.BPFStats), read when the workload ended.
+	BPF []monitor.ProgramStat
+	// SelfCPU is this process's user + system time during the workload:
+	// with deploy, mostly the exporter; without, the runner's idle cost.
+	SelfCPU time.Duration
 }
 
 // runner is one run in progress.
@@ -203,6 +219,13 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 			d.Close()
 		}
 	})
+	if r.opts.BPFStats {
+		st, err := monitor.EnableKernelStats()
+		if err != nil {
+			return nil, err
+		}
+		r.cleanup = append(r.cleanup, func() { st.Close() })
+	}
 	if !r.opts.NoDeploy {
 		if deps, err = r.deploy(deployCtx, &deployWG); err != nil {
 			return nil, err
@@ -260,6 +283,8 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 	}
 	r.logf("workload from %s for %s, fault %s", r.t0.Format(time.RFC3339Nano), r.p.Duration, r.fault.Name)
 
+	time.Sleep(time.Until(r.t0))
+	cpu0 := selfCPU()
 	actErr := make(chan error, 1)
 	go func() { actErr <- r.runActions(ctx) }()
 	var errs []error
@@ -269,7 +294,11 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 		}
 	}
 	res.Elapsed = time.Since(r.t0)
+	res.SelfCPU = selfCPU() - cpu0
 	res.RouterBytes = r.routerBytes()
+	if r.opts.BPFStats {
+		res.BPF = r.programStats(deps)
+	}
 	errs = append(errs, <-actErr)
 	for _, a := range r.agents[1:] {
 		if !a.hasExited() {
@@ -287,7 +316,7 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 			res.Deploy = append(res.Deploy, c)
 			var b strings.Builder
 			c.WriteCounters(&b)
-			r.logf("node %d counters: %s", i, strings.ReplaceAll(strings.TrimSpace(b.String()), "\n", " "))
+			r.logf("deployment %d counters: %s", i, strings.ReplaceAll(strings.TrimSpace(b.String()), "\n", " "))
 		}
 	}
 	if r.tagger != nil {
@@ -322,9 +351,11 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 	return res, nil
 }
 
-// deploy loads one request tagger on the lab's parent cgroup and runs
-// hwprobe.Deploy for every node, each exporting from inside its own
-// namespace to the collector.
+// deploy loads one request tagger on the lab's parent cgroup and one
+// hwprobe deployment that watches every node's namespace, each reported
+// under its node ID and exporting from inside its own namespace to the
+// collector. One deployment is what a real host runs: each tracepoint of
+// the shared kernel runs one monitor program per packet, not one per node.
 func (r *runner) deploy(ctx context.Context, wg *sync.WaitGroup) ([]*hwprobe.Deployment, error) {
 	// One tagger for all workload cgroups: Deploy pins its tags map under
 	// one fixed name, so a second Deploy with a cgroup would collide; a
@@ -341,34 +372,36 @@ func (r *runner) deploy(ctx context.Context, wg *sync.WaitGroup) ([]*hwprobe.Dep
 			r.programs = append(r.programs, id)
 		}
 	}
-	var deps []*hwprobe.Deployment
+	if r.opts.TaggerOnly {
+		r.logf("tagger only on %s, tags map pinned at %s", r.topo.CgroupDir, t.PinPath())
+		return nil, nil
+	}
+	var nodes []hwprobe.DeployNode
 	for _, n := range r.topo.Nodes {
-		if n.Role == RoleCollector || r.opts.TaggerOnly {
+		if n.Role == RoleCollector {
 			continue
 		}
-		d, err := hwprobe.Deploy(hwprobe.DeployOptions{
-			Target: "linux", Netns: n.Netns, Router: n.Role == RoleRouter,
-			Collector: fmt.Sprintf("%s:%d", CollectorIP, ReportPort), CollectorInNetns: true, NodeID: n.NodeID,
-			NoMessageStart: r.opts.NoMessageStart,
-		})
-		if err != nil {
-			for _, d := range deps {
-				d.Close()
-			}
-			return nil, fmt.Errorf("deploy on %s: %w", n.Name, err)
-		}
-		deps = append(deps, d)
-		r.programs = append(r.programs, d.Programs()...)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := d.Run(ctx); err != nil && ctx.Err() == nil {
-				r.logf("exporter of %s: %v", n.Name, err)
-			}
-		}()
+		nodes = append(nodes, hwprobe.DeployNode{Netns: n.Netns, NodeID: n.NodeID, Router: n.Role == RoleRouter})
 	}
-	r.logf("deployed on %d nodes; tagger on %s, tags map pinned at %s", len(deps), r.topo.CgroupDir, t.PinPath())
-	return deps, nil
+	d, err := hwprobe.Deploy(hwprobe.DeployOptions{
+		Target: "linux", Nodes: nodes,
+		Collector: fmt.Sprintf("%s:%d", CollectorIP, ReportPort), CollectorInNetns: true,
+		NoMessageStart: r.opts.NoMessageStart, MessageStartEvery: r.opts.MessageStartEvery,
+		MessageStartFirstHop: r.opts.MessageStartFirstHop,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("deploy on %d nodes: %w", len(nodes), err)
+	}
+	r.programs = append(r.programs, d.Programs()...)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := d.Run(ctx); err != nil && ctx.Err() == nil {
+			r.logf("exporter: %v", err)
+		}
+	}()
+	r.logf("deployed on %d nodes; tagger on %s, tags map pinned at %s", len(nodes), r.topo.CgroupDir, t.PinPath())
+	return []*hwprobe.Deployment{d}, nil
 }
 
 func (r *runner) runActions(ctx context.Context) error {
@@ -472,6 +505,38 @@ func (r *runner) writeTruth(res *Result) error {
 	}
 	res.Truth = t
 	return os.WriteFile(res.TruthPath, b.Bytes(), 0o644)
+}
+
+// programStats sums the kernel's run counts and times per program name
+// over the deployments, with the tagger's as "tagger".
+func (r *runner) programStats(deps []*hwprobe.Deployment) []monitor.ProgramStat {
+	var out []monitor.ProgramStat
+	add := func(st monitor.ProgramStat) {
+		for i := range out {
+			if out[i].Program == st.Program {
+				out[i].RunCount += st.RunCount
+				out[i].Runtime += st.Runtime
+				return
+			}
+		}
+		out = append(out, st)
+	}
+	if r.tagger != nil {
+		if st, err := r.tagger.Program().Stats(); err == nil {
+			add(monitor.ProgramStat{Program: "tagger", RunCount: st.RunCount, Runtime: st.Runtime})
+		}
+	}
+	for _, d := range deps {
+		sts, err := d.ProgramStats()
+		if err != nil {
+			r.logf("reading program stats: %v", err)
+			continue
+		}
+		for _, st := range sts {
+			add(st)
+		}
+	}
+	return out
 }
 
 // routerBytes sums the bytes the router received on its host-facing

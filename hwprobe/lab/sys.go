@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"runtime"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -91,4 +92,13 @@ func cgroup2Root() (string, error) {
 		}
 	}
 	return "", fmt.Errorf("no cgroup v2 hierarchy is mounted (see /proc/self/mounts): mount one with `mount -t cgroup2 none /sys/fs/cgroup/unified`")
+}
+
+// selfCPU is this process's user + system time so far.
+func selfCPU() time.Duration {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -93,6 +93,17 @@ type Options struct {
 	Thresholds Thresholds
 	// NoMessageStart turns off the per-tagged-segment events at the qdisc.
 	NoMessageStart bool
+	// MessageStartEvery reports the start of one tagged message in this
+	// many: those whose RPC ID hashes to 0 modulo the value, so every hop
+	// (and every host running the monitors with the same value) reports
+	// the same messages and a sampled message keeps its timing at each
+	// buffer. 0 or 1 reports every message. Abnormal events are never
+	// sampled.
+	MessageStartEvery uint32
+	// MessageStartFirstHop reports a message start only where the segment
+	// enters the network: at a qdisc of the host that sent it (the skb has
+	// no ingress interface), not again at each namespace that forwards it.
+	MessageStartFirstHop bool
 	// TagExID is the RFC 6994 ExID that marks the request tag; 0 means
 	// decode.TagExID (0xBF5C).
 	TagExID uint16
@@ -237,6 +248,8 @@ func configure(spec *ebpf.CollectionSpec, opts Options) error {
 		{"cfg_sndq_pct", t.SendQueuePercent},
 		{"cfg_rcv_stall_ns", uint64(t.ReceiveStall)},
 		{"cfg_msg_start", boolByte(!opts.NoMessageStart)},
+		{"cfg_msg_start_every", max(opts.MessageStartEvery, 1)},
+		{"cfg_msg_start_first_hop", boolByte(opts.MessageStartFirstHop)},
 		{"cfg_tag_exid", cmp.Or(opts.TagExID, decode.TagExID)},
 		{"cfg_wakeup_every", wake},
 	}

@@ -470,6 +470,11 @@ func TestUnreadMessageWithNothingAfterIt(t *testing.T) {
 // request tag option with the given ExID (docs/wire-format.md §1) and 100
 // bytes of payload. The kernel fills the IP checksum and ID.
 func taggedSegment(src, dst net.IP, sport, dport uint16, exid uint16, seq uint32) []byte {
+	return taggedSegmentRPC(src, dst, sport, dport, exid, seq, 0x1122334455667788)
+}
+
+// taggedSegmentRPC is taggedSegment with the tag's RPC ID given.
+func taggedSegmentRPC(src, dst net.IP, sport, dport uint16, exid uint16, seq uint32, rpc uint64) []byte {
 	tcpLen := 20 + 32
 	pkt := make([]byte, 20+tcpLen+100)
 	pkt[0] = 0x45
@@ -490,7 +495,7 @@ func taggedSegment(src, dst net.IP, sport, dport uint16, exid uint16, seq uint32
 	opt[2], opt[3] = 253, 28
 	binary.BigEndian.PutUint16(opt[4:], exid)
 	opt[6] = 1<<4 | 1                                        // version 1, request
-	binary.BigEndian.PutUint64(opt[8:], 0x1122334455667788)  // RPC ID
+	binary.BigEndian.PutUint64(opt[8:], rpc)                 // RPC ID
 	binary.BigEndian.PutUint64(opt[16:], 0x99aabbccddeeff00) // trace ID
 	binary.BigEndian.PutUint32(opt[24:], 4096)               // message length
 	return pkt
@@ -558,6 +563,85 @@ func TestMessageStartOnlyForTaggedSegments(t *testing.T) {
 				}
 				if e.Start == 0 || e.Time < e.Start {
 					t.Errorf("event %d: enqueue %d after dequeue %d", i, e.Start, e.Time)
+				}
+			}
+		})
+	}
+}
+
+// rpcOf returns the RPC ID in the tag of a message-start event's header
+// (the tag follows two NOPs right after a 20-byte IPv4 and TCP header).
+func rpcOf(t *testing.T, e *monitor.Event) uint64 {
+	t.Helper()
+	h := e.Header[:e.HeaderLen]
+	if len(h) < 72 || h[42] != 253 {
+		t.Fatalf("message-start header is not a tagged segment of taggedSegmentRPC: % x", h)
+	}
+	return binary.BigEndian.Uint64(h[48:])
+}
+
+// TestMessageStartSampledAndFirstHop sends tagged segments with 64
+// different RPC IDs from a client through a router and checks which hops
+// report their message starts: all at both hops by default; only at the
+// client's qdisc with MessageStartFirstHop; with MessageStartEvery the
+// same messages at both hops, picked by the documented hash of the RPC ID
+// (docs/monitors.md), so that other implementations can pick the same.
+func TestMessageStartSampledAndFirstHop(t *testing.T) {
+	montest.RequireRoot(t)
+	const n = 64
+	const base = 0x5a5a000000000000
+	for _, tc := range []struct {
+		name     string
+		every    uint32
+		firstHop bool
+	}{
+		{"all", 0, false},
+		{"first hop", 0, true},
+		{"1 in 4", 4, false},
+		{"1 in 4 first hop", 4, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := montest.NewChain(t)
+			montest.Tc(t, c.Client.NS, "qdisc", "add", "dev", c.Client.Dev, "root", "tbf", "rate", "1gbit", "burst", "1mb", "latency", "50ms")
+			montest.Tc(t, c.Router.NS, "qdisc", "add", "dev", c.Router.Dev, "root", "tbf", "rate", "1gbit", "burst", "1mb", "latency", "50ms")
+			ns := nsOpt(t, c.Client.NS, c.Router.NS)
+			ns[1].Router = true
+			w := startWatch(t, monitor.Options{Netns: ns, MessageStartEvery: tc.every, MessageStartFirstHop: tc.firstHop})
+			src, dst := net.ParseIP(c.Client.IP), net.ParseIP(c.Server.IP)
+			var pkts [][]byte
+			want := map[uint64]bool{}
+			for i := 0; i < n; i++ {
+				id := uint64(base + i)
+				pkts = append(pkts, taggedSegmentRPC(src, dst, 40000, 9, 0xBF5C, uint32(1000*i), id))
+				if tc.every <= 1 || ((id*0x9E3779B97F4A7C15)>>32)%uint64(tc.every) == 0 {
+					want[id] = true
+				}
+			}
+			if tc.every > 1 && (len(want) == 0 || len(want) == n) {
+				t.Fatalf("the test's RPC IDs sample %d of %d: pick others", len(want), n)
+			}
+			inject(t, c.Client.NS, pkts)
+			evs := w.stop()
+			hops := map[string][]monitor.Event{
+				"client qdisc":  filter(evs, monitor.BufferQdisc, monitor.EventMessageStart),
+				"router egress": filter(evs, monitor.BufferSwitch, monitor.EventMessageStart),
+			}
+			for hop, ms := range hops {
+				expect := want
+				if hop == "router egress" && tc.firstHop {
+					expect = nil
+				}
+				got := map[uint64]bool{}
+				for i := range ms {
+					got[rpcOf(t, &ms[i])] = true
+				}
+				if len(ms) != len(expect) || len(got) != len(expect) {
+					t.Errorf("%s: %d message starts for %d RPCs, want %d", hop, len(ms), len(got), len(expect))
+				}
+				for id := range expect {
+					if !got[id] {
+						t.Errorf("%s: RPC %#x not reported", hop, id)
+					}
 				}
 			}
 		})

@@ -100,6 +100,8 @@ const (
 	monitorProgTcpRetransmitSkb    = "tcp_retransmit_skb"
 	monitorVarCfgFilterNetns       = "cfg_filter_netns"
 	monitorVarCfgMsgStart          = "cfg_msg_start"
+	monitorVarCfgMsgStartEvery     = "cfg_msg_start_every"
+	monitorVarCfgMsgStartFirstHop  = "cfg_msg_start_first_hop"
 	monitorVarCfgQdiscBacklogBytes = "cfg_qdisc_backlog_bytes"
 	monitorVarCfgQdiscResidenceNs  = "cfg_qdisc_residence_ns"
 	monitorVarCfgQdiscStallNs      = "cfg_qdisc_stall_ns"
@@ -184,6 +186,8 @@ type monitorMapSpecs struct {
 type monitorVariableSpecs struct {
 	CfgFilterNetns       *ebpf.VariableSpec `ebpf:"cfg_filter_netns"`
 	CfgMsgStart          *ebpf.VariableSpec `ebpf:"cfg_msg_start"`
+	CfgMsgStartEvery     *ebpf.VariableSpec `ebpf:"cfg_msg_start_every"`
+	CfgMsgStartFirstHop  *ebpf.VariableSpec `ebpf:"cfg_msg_start_first_hop"`
 	CfgQdiscBacklogBytes *ebpf.VariableSpec `ebpf:"cfg_qdisc_backlog_bytes"`
 	CfgQdiscResidenceNs  *ebpf.VariableSpec `ebpf:"cfg_qdisc_residence_ns"`
 	CfgQdiscStallNs      *ebpf.VariableSpec `ebpf:"cfg_qdisc_stall_ns"`
@@ -245,6 +249,8 @@ func (m *monitorMaps) Close() error {
 type monitorVariables struct {
 	CfgFilterNetns       *ebpf.Variable `ebpf:"cfg_filter_netns"`
 	CfgMsgStart          *ebpf.Variable `ebpf:"cfg_msg_start"`
+	CfgMsgStartEvery     *ebpf.Variable `ebpf:"cfg_msg_start_every"`
+	CfgMsgStartFirstHop  *ebpf.Variable `ebpf:"cfg_msg_start_first_hop"`
 	CfgQdiscBacklogBytes *ebpf.Variable `ebpf:"cfg_qdisc_backlog_bytes"`
 	CfgQdiscResidenceNs  *ebpf.Variable `ebpf:"cfg_qdisc_residence_ns"`
 	CfgQdiscStallNs      *ebpf.Variable `ebpf:"cfg_qdisc_stall_ns"`

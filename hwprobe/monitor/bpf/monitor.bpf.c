@@ -97,6 +97,8 @@ volatile const __u64 cfg_repeat_ns = 100000000;   // re-report a lasting conditi
 volatile const __u32 cfg_sndq_pct = 90;
 volatile const __u64 cfg_rcv_stall_ns = 100000000;
 volatile const __u8 cfg_msg_start = 1;
+volatile const __u32 cfg_msg_start_every = 1;   // report 1 message start in N, by RPC ID
+volatile const __u8 cfg_msg_start_first_hop = 0; // only where the segment leaves its sender
 volatile const __u16 cfg_tag_exid = 0xBF5C; // RFC 6994 ExID of the request tag
 volatile const __u32 cfg_wakeup_every = 64;
 
@@ -404,7 +406,7 @@ static __always_inline int copy_hdr(struct event *e, const struct sk_buff *skb)
 
 struct optscan {
 	struct event *e;
-	__u32 off;
+	__u32 off; // at the tag when found
 	__u32 end;
 	int found;
 };
@@ -438,9 +440,9 @@ static long optscan_step(__u64 i, struct optscan *c)
 	return 0;
 }
 
-// has_tag reports whether the TCP header copied into e->hdr carries the
-// bufscope request tag.
-static __always_inline int has_tag(struct event *e)
+// tag_offset returns the offset in e->hdr of the bufscope request tag of
+// the TCP header copied there, or 0 when it carries none.
+static __always_inline __u32 tag_offset(struct event *e)
 {
 	__u32 l3len;
 	if ((e->hdr[0] >> 4) == 4)
@@ -456,26 +458,50 @@ static __always_inline int has_tag(struct event *e)
 	if (c.end > e->hdr_len)
 		return 0;
 	bpf_loop(40, optscan_step, &c, 0);
-	return c.found;
+	return c.found ? c.off : 0;
+}
+
+// sampled decides whether the message whose tag starts at off in e->hdr is
+// one of the 1 in cfg_msg_start_every whose start is reported. The RPC ID
+// (tag bytes 6-13) is mixed first because callers may number RPCs in
+// sequence, and a plain modulo would then pick by the caller's pattern.
+static __always_inline int sampled(struct event *e, __u32 off)
+{
+	if (cfg_msg_start_every <= 1)
+		return 1;
+	__u64 id = 0;
+	for (int i = 0; i < 8; i++)
+		id = (id << 8) | e->hdr[(off + 6 + i) & (HDR_MAX - 1)];
+	id *= 0x9E3779B97F4A7C15ULL;
+	return ((id >> 32) % cfg_msg_start_every) == 0;
 }
 
 // maybe_tagged is the per-packet pre-check before copying a header: only
 // a TCP header with at least 28 bytes of options can hold the tag, and
-// most segments carry 12 (timestamps) or none.
+// most segments carry 12 (timestamps) or none. It runs for every dequeued
+// packet, so it reads the skb fields directly (BTF pointer loads, no helper
+// call) and, for the common IPv4 header without options, takes the TCP
+// data offset from the same 33-byte read as the IP header.
 static __always_inline int maybe_tagged(const struct sk_buff *skb)
 {
-	unsigned char *head = BPF_CORE_READ(skb, head);
-	__u16 nh = BPF_CORE_READ(skb, network_header);
-	__u8 ip[20];
+	unsigned char *head = skb->head;
+	__u16 nh = skb->network_header;
+	__u8 ip[33];
 	__u32 l3len;
 	__u8 doff = 0;
 
+	// A TCP/IPv4 header is at least 40 bytes, so the 33 bytes are inside
+	// it; past a shorter packet they read the head buffer's tailroom or the
+	// shared info behind it, never past the allocation (and the read is
+	// fault-safe: a failure only means "not tagged").
 	if (!head || nh == 0xffff || bpf_probe_read_kernel(ip, sizeof(ip), head + nh))
 		return 0;
 	if ((ip[0] >> 4) == 4) {
 		if (ip[9] != IPPROTO_TCP)
 			return 0;
 		l3len = (ip[0] & 0x0f) * 4;
+		if (l3len == 20)
+			return (ip[32] >> 4) * 4 >= 20 + 28;
 	} else if ((ip[0] >> 4) == 6) {
 		if (ip[6] != IPPROTO_TCP)
 			return 0;
@@ -577,7 +603,7 @@ static __always_inline int dequeue_one(struct Qdisc *q, const struct net_device 
 		return 0;
 	}
 	__u64 res = now - start;
-	__u32 backlog = BPF_CORE_READ(q, qstats.backlog);
+	__u32 backlog = q->qstats.backlog;
 
 	if (st->stalled) {
 		st->stalled = 0;
@@ -609,6 +635,10 @@ static __always_inline int dequeue_one(struct Qdisc *q, const struct net_device 
 	}
 	if (!cfg_msg_start || !maybe_tagged(skb))
 		return 0;
+	// A forwarded segment arrived on an interface of this host; one that
+	// its sender's stack built has none yet.
+	if (cfg_msg_start_first_hop && skb->skb_iif)
+		return 0;
 
 	// Message start: only segments carrying the tag are reported, with
 	// their residence time, so every request gets its timing at this
@@ -616,7 +646,10 @@ static __always_inline int dequeue_one(struct Qdisc *q, const struct net_device 
 	struct event *e = scratch_event();
 	if (!e)
 		return 0;
-	if (copy_hdr(e, skb) != IPPROTO_TCP || !has_tag(e))
+	if (copy_hdr(e, skb) != IPPROTO_TCP)
+		return 0;
+	__u32 toff = tag_offset(e);
+	if (!toff || !sampled(e, toff))
 		return 0;
 	e->ts_ns = now;
 	e->start_ns = start;
@@ -813,8 +846,7 @@ static __always_inline void sock_event(const struct sock *sk, __u32 inum, __u8 b
 
 static __always_inline int is_tcp(const struct sock *sk)
 {
-	return BPF_CORE_READ(sk, sk_protocol) == IPPROTO_TCP &&
-	       BPF_CORE_READ(sk, sk_type) == 1 /* SOCK_STREAM */;
+	return sk->sk_protocol == IPPROTO_TCP && sk->sk_type == 1 /* SOCK_STREAM */;
 }
 
 // check_sndq reports the send queue crossing cfg_sndq_pct of sk_sndbuf
@@ -825,8 +857,8 @@ static __always_inline void check_sndq(const struct sock *sk, __u32 inum, __u8 s
 	struct skstate *st = skstate_of(sk);
 	if (!st)
 		return;
-	__u64 queued = (__u32)BPF_CORE_READ(sk, sk_wmem_queued);
-	__u64 limit = (__u32)BPF_CORE_READ(sk, sk_sndbuf);
+	__u64 queued = (__u32)sk->sk_wmem_queued;
+	__u64 limit = (__u32)sk->sk_sndbuf;
 	__u64 now = bpf_ktime_get_ns();
 	if (queued * 100 >= limit * cfg_sndq_pct) {
 		if (!st->snd_full) {
