@@ -316,10 +316,24 @@ func (a *Analyzer) diagnose(r *RPC) *Diagnosis {
 			}
 			e.Excess = max(0, e.Time-e.Baseline)
 		}
-		if byTime {
-			e.Excess = e.Time
-		}
 		total += e.Excess
+	}
+	// The elements' baselines come from recent RPCs of the class, the
+	// request's from its whole history: when the class has been slow for
+	// a while (a slow server throughout the recent past) every element is
+	// near its recent normal and their excesses explain little of the
+	// request's. A decomposition that accounts for less than half of the
+	// excess has nothing to say; the time each element holds does.
+	if !byTime && 2*total < r.Excess {
+		byTime = true
+	}
+	if byTime {
+		total = 0
+		for i := range r.Chain {
+			e := &r.Chain[i]
+			e.Excess = e.Time
+			total += e.Excess
+		}
 	}
 	causes := map[causeKey]*cause{}
 	var order []causeKey
