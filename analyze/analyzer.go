@@ -1,7 +1,9 @@
 package analyze
 
 import (
+	"cmp"
 	"net/netip"
+	"slices"
 	"sort"
 	"time"
 
@@ -43,7 +45,9 @@ type Analyzer struct {
 	traces  map[uint64]*traceGroup
 
 	settling []*rpc
-	swept    int64 // trace time of the last full sweep
+	expired  []*rpc // scratch for maintain
+	born     uint64 // RPCs created so far: rpc.born
+	swept    int64  // trace time of the last full sweep
 	nodes    map[netip.Addr]uint32
 	names    map[uint32]string
 	nextEv   int
@@ -369,7 +373,8 @@ func (a *Analyzer) identify(m *message, t *decode.RequestTag) {
 			}
 		}
 		if p == nil {
-			p = &rpc{key: key, id: t.RPCID, trace: t.TraceID, c: m.hc.c}
+			a.born++
+			p = &rpc{key: key, id: t.RPCID, trace: t.TraceID, c: m.hc.c, born: a.born}
 			a.rpcs[key] = p
 			m.hc.c.open = append(m.hc.c.open, p)
 			a.stats.RPCs++
@@ -404,7 +409,8 @@ func (a *Analyzer) adopt(m *message, at int64) {
 		}
 	case decode.MessageRequest:
 		key := rpcKey{conn: canonical(m.hc.flow), id: 0, seq: m.start}
-		p := &rpc{key: key, c: m.hc.c, req: m, active: at}
+		a.born++
+		p := &rpc{key: key, c: m.hc.c, req: m, active: at, born: a.born}
 		a.rpcs[key] = p
 		m.hc.c.open = append(m.hc.c.open, p)
 		m.owner = p
@@ -432,16 +438,27 @@ func (a *Analyzer) maintain(final bool) {
 		return
 	}
 	a.swept = a.now
+	// Finalizing is order-dependent (class baselines keep the latest
+	// samples, a response's head-of-line wait reads what the previous RPC
+	// on its connection left): expired RPCs go in the order they were
+	// created, not in map order, so that every run gives the same result.
+	expired := a.expired[:0]
 	for k, p := range a.rpcs {
 		if p.finalized {
 			delete(a.rpcs, k)
 			continue
 		}
 		if final || p.active+window <= a.now {
-			a.finalize(p)
+			expired = append(expired, p)
 			delete(a.rpcs, k)
 		}
 	}
+	slices.SortFunc(expired, func(x, y *rpc) int { return cmp.Compare(x.born, y.born) })
+	for i, p := range expired {
+		a.finalize(p)
+		expired[i] = nil
+	}
+	a.expired = expired[:0]
 	a.recent = [2]*halfConn{}
 	for f, h := range a.halves {
 		if final || (h.last+window <= a.now && len(h.msgs) == 0) {

@@ -492,7 +492,9 @@ func (a *Analyzer) eventOnPath(flow decode.Flow, from, to int64, want EventClass
 			case ev.Class == EvPathChange && want != EvPathChange, want != EvNone && ev.Class != want:
 				continue
 			}
-			if best == nil || pathScore(ev, from, to) > pathScore(best, from, to) {
+			// Equal scores go to the older event: buffers come in map order.
+			if best == nil || pathScore(ev, from, to) > pathScore(best, from, to) ||
+				pathScore(ev, from, to) == pathScore(best, from, to) && ev.ID < best.ID {
 				best = ev
 			}
 		}

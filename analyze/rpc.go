@@ -23,6 +23,7 @@ type rpc struct {
 	active    int64
 	doneAt    int64
 	finalized bool
+	born      uint64 // creation order, for a deterministic finalization order
 }
 
 // done marks the response complete; the RPC is finalized once later
