@@ -16,6 +16,10 @@ type ring struct {
 	v []int64
 	i int
 	n int // values ever added
+	// sorted is v sorted when n was sortedN: diagnoses between two adds
+	// ask for the same medians many times.
+	sorted  []int64
+	sortedN int
 }
 
 const ringSize = 512
@@ -28,6 +32,17 @@ func (r *ring) add(x int64) {
 	}
 	r.v[r.i] = x
 	r.i = (r.i + 1) % ringSize
+}
+
+// sortedValues returns the values sorted, in a slice the ring owns and
+// reuses after the next add.
+func (r *ring) sortedValues() []int64 {
+	if r.sortedN != r.n || r.sorted == nil {
+		r.sorted = append(r.sorted[:0], r.v...)
+		slices.Sort(r.sorted)
+		r.sortedN = r.n
+	}
+	return r.sorted
 }
 
 // stats returns the median, the median absolute deviation and the
@@ -103,7 +118,7 @@ func (c *class) elementMedian(k elemKey) int64 {
 	if p < 0.5 {
 		return 0
 	}
-	_, _, s := rg.stats()
+	s := rg.sortedValues()
 	i := int((0.5 - (1 - p)) / p * float64(len(s)))
 	return s[min(max(i, 0), len(s)-1)]
 }
