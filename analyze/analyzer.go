@@ -43,6 +43,7 @@ type Analyzer struct {
 	buffers map[BufferID]*bufState
 	classes map[classKey]*class
 	traces  map[uint64]*traceGroup
+	traceQ  []*traceGroup // the open traces in opening order (closeTraces)
 
 	settling []*rpc
 	expired  []*rpc // scratch for maintain
@@ -467,19 +468,41 @@ func (a *Analyzer) maintain(final bool) {
 		}
 		h.bytes.prune(a.now - window)
 	}
-	idle := int64(a.opts.TraceIdle)
-	for id, g := range a.traces {
-		if final || g.last+idle <= a.now && (a.ready(g) || g.last+window <= a.now) {
-			a.closeTrace(g)
-			delete(a.traces, id)
-		}
-	}
+	a.closeTraces(final)
 	for id, b := range a.buffers {
 		b.prune(a.now-window, final)
 		if len(b.flows) == 0 && len(b.events) == 0 && b.last+window <= a.now {
 			delete(a.buffers, id)
 		}
 	}
+}
+
+// closeTraces closes the end-user requests that have been idle for
+// TraceIdle and can be judged (or have waited a whole window). Only the
+// traces opened more than TraceIdle ago can qualify (a trace's last
+// activity is never before its opening), and a.traceQ holds them in
+// opening order: the sweep looks at that old prefix only, not at the
+// thousands of traces still in flight. Traces close in opening order.
+func (a *Analyzer) closeTraces(final bool) {
+	idle, window := int64(a.opts.TraceIdle), int64(a.opts.Window)
+	q := a.traceQ
+	keep, i := 0, 0
+	for ; i < len(q); i++ {
+		g := q[i]
+		if !final && g.born+idle > a.now {
+			break
+		}
+		if final || g.last+idle <= a.now && (a.ready(g) || g.last+window <= a.now) {
+			a.closeTrace(g)
+			delete(a.traces, g.key)
+			continue
+		}
+		q[keep] = g
+		keep++
+	}
+	n := keep + copy(q[keep:], q[i:])
+	clear(q[n:])
+	a.traceQ = q[:n]
 }
 
 // Finish finalizes every open RPC and request and returns the result.

@@ -243,6 +243,7 @@ func within(evs []Evidence, from, to int64) []Evidence {
 type traceGroup struct {
 	key  uint64
 	rpcs []*RPC
+	born int64 // trace time it was opened
 	last int64
 }
 
@@ -256,8 +257,9 @@ func (a *Analyzer) addToTrace(p *rpc, r *RPC) {
 	}
 	g := a.traces[key]
 	if g == nil {
-		g = &traceGroup{key: key}
+		g = &traceGroup{key: key, born: a.now}
 		a.traces[key] = g
+		a.traceQ = append(a.traceQ, g)
 	}
 	g.rpcs = append(g.rpcs, r)
 	g.last = max(g.last, r.End, a.now)
