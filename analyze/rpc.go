@@ -1,9 +1,10 @@
 package analyze
 
 import (
+	"cmp"
 	"math/bits"
 	"net/netip"
-	"sort"
+	"slices"
 
 	"github.com/bufscope/bufscope/decode"
 )
@@ -169,7 +170,7 @@ func (a *Analyzer) chain(r *RPC, req, resp *message) []Element {
 func (a *Analyzer) direction(out []Element, dir string, m *message) []Element {
 	// The message is being finalized: its own slice can be reordered.
 	bufs := m.bufs
-	sort.Slice(bufs, func(i, j int) bool { return bufs[i].first < bufs[j].first })
+	slices.SortFunc(bufs, func(x, y bufObs) int { return cmp.Compare(x.first, y.first) })
 	var held int64
 	for i := range bufs {
 		b := &bufs[i]
@@ -245,6 +246,7 @@ type traceGroup struct {
 	rpcs []*RPC
 	born int64 // trace time it was opened
 	last int64
+	one  [1]*RPC // first storage of rpcs: most requests are one RPC
 }
 
 func (a *Analyzer) addToTrace(p *rpc, r *RPC) {
@@ -258,6 +260,7 @@ func (a *Analyzer) addToTrace(p *rpc, r *RPC) {
 	g := a.traces[key]
 	if g == nil {
 		g = &traceGroup{key: key, born: a.now}
+		g.rpcs = g.one[:0]
 		a.traces[key] = g
 		a.traceQ = append(a.traceQ, g)
 	}
