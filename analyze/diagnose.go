@@ -16,10 +16,8 @@ type ring struct {
 	v []int64
 	i int
 	n int // values ever added
-	// sorted is v sorted when n was sortedN: diagnoses between two adds
-	// ask for the same medians many times.
-	sorted  []int64
-	sortedN int
+
+	scratch []int64 // for kth
 }
 
 const ringSize = 512
@@ -34,15 +32,11 @@ func (r *ring) add(x int64) {
 	r.i = (r.i + 1) % ringSize
 }
 
-// sortedValues returns the values sorted, in a slice the ring owns and
-// reuses after the next add.
-func (r *ring) sortedValues() []int64 {
-	if r.sortedN != r.n || r.sorted == nil {
-		r.sorted = append(r.sorted[:0], r.v...)
-		slices.Sort(r.sorted)
-		r.sortedN = r.n
-	}
-	return r.sorted
+// kth returns the value at index k of the values sorted, without sorting
+// them (diagnoses ask for many medians of 512 values).
+func (r *ring) kth(k int) int64 {
+	r.scratch = append(r.scratch[:0], r.v...)
+	return nth(r.scratch, k)
 }
 
 // stats returns the median, the median absolute deviation and the
@@ -118,9 +112,8 @@ func (c *class) elementMedian(k elemKey) int64 {
 	if p < 0.5 {
 		return 0
 	}
-	s := rg.sortedValues()
-	i := int((0.5 - (1 - p)) / p * float64(len(s)))
-	return s[min(max(i, 0), len(s)-1)]
+	i := int((0.5 - (1 - p)) / p * float64(len(rg.v)))
+	return rg.kth(min(max(i, 0), len(rg.v)-1))
 }
 
 func (c *class) baseline() (med, mad int64, sorted []int64) {
