@@ -148,6 +148,18 @@ func (a *Analyzer) half(f decode.Flow, t int64) *halfConn {
 	return h
 }
 
+// lookupHalf returns the direction f if it is known, like a.halves[f],
+// trying the two most recently used directions first (an ACK mostly
+// answers the data that came just before it).
+func (a *Analyzer) lookupHalf(f decode.Flow) *halfConn {
+	for _, c := range a.recent {
+		if c != nil && c.flow == f {
+			return c
+		}
+	}
+	return a.halves[f]
+}
+
 // packet handles a data packet seen at a capture point.
 func (a *Analyzer) packet(r *decode.Record) {
 	if !r.HasFlow || r.Flow.Proto != 6 {
@@ -170,7 +182,7 @@ func (a *Analyzer) ack(r *decode.Record) {
 	if r.TCPFlags&(decode.TCPFlagSYN|decode.TCPFlagRST|decode.TCPFlagFIN) != 0 || r.TCPFlags&decode.TCPFlagACK == 0 {
 		return
 	}
-	h := a.halves[reverse(r.Flow)]
+	h := a.lookupHalf(reverse(r.Flow))
 	if h == nil {
 		return
 	}
@@ -342,7 +354,7 @@ func (a *Analyzer) infer(h *halfConn, seq uint32, at int64) *message {
 		// No tag seen in this direction yet: the opposite of the other
 		// direction, or a request, since clients speak first.
 		kind = decode.MessageRequest
-		if rv := a.halves[reverse(h.flow)]; rv != nil && rv.role == decode.MessageRequest {
+		if rv := a.lookupHalf(reverse(h.flow)); rv != nil && rv.role == decode.MessageRequest {
 			kind = decode.MessageResponse
 		}
 		h.role = kind

@@ -69,6 +69,7 @@ type elemKey struct {
 type class struct {
 	lat    ring
 	elems  map[elemKey]*ring
+	recent []elemRing // elems of the last chain added (elemRing)
 	n      int
 	dirty  int
 	med    int64
@@ -89,14 +90,8 @@ func (c *class) add(r *RPC) {
 	c.n++
 	c.dirty++
 	c.lat.add(r.Latency)
-	for _, e := range r.Chain {
-		k := elemKey{e.Dir, e.id}
-		rg := c.elems[k]
-		if rg == nil {
-			rg = &ring{}
-			c.elems[k] = rg
-		}
-		rg.add(e.Time)
+	for i, e := range r.Chain {
+		c.elemRing(i, elemKey{e.Dir, e.id}).add(e.Time)
 	}
 }
 
