@@ -55,6 +55,7 @@ type Analyzer struct {
 
 	rlas  []*Request
 	stats Stats
+	free  freeLists
 }
 
 // New returns an Analyzer with opts.
@@ -299,7 +300,7 @@ func (a *Analyzer) tagged(h *halfConn, t *decode.RequestTag, seq uint32, at int6
 	if h.hasAnchor && seqAfter(h.anchor, seq) {
 		return nil
 	}
-	m := &message{hc: h, kind: t.Kind, rpcID: t.RPCID, traceID: t.TraceID, start: seq, length: t.MessageLength}
+	m := a.newMessage(message{hc: h, kind: t.Kind, rpcID: t.RPCID, traceID: t.TraceID, start: seq, length: t.MessageLength})
 	// Segments of this message seen before its tag (reports are written
 	// after the packets they describe, so they may come first) made an
 	// inferred message inside its range: fold it in.
@@ -359,7 +360,7 @@ func (a *Analyzer) infer(h *halfConn, seq uint32, at int64) *message {
 		}
 		h.role = kind
 	}
-	m := &message{hc: h, kind: kind, start: start, inferred: true}
+	m := a.newMessage(message{hc: h, kind: kind, start: start, inferred: true})
 	h.insert(m)
 	a.adopt(m, at)
 	return m
@@ -392,6 +393,9 @@ func (a *Analyzer) identify(m *message, t *decode.RequestTag) {
 			m.hc.c.open = append(m.hc.c.open, p)
 			a.stats.RPCs++
 		}
+	}
+	if m.owner != nil && m.owner != p {
+		m.shared = true // the earlier owner may still point at it
 	}
 	m.owner = p
 	m.traceID = t.TraceID
@@ -505,8 +509,12 @@ func (a *Analyzer) closeTraces(final bool) {
 			break
 		}
 		if final || g.last+idle <= a.now && (a.ready(g) || g.last+window <= a.now) {
+			rlas := len(a.rlas)
 			a.closeTrace(g)
 			delete(a.traces, g.key)
+			if len(a.rlas) == rlas {
+				a.release(g)
+			}
 			continue
 		}
 		q[keep] = g

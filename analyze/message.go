@@ -63,6 +63,7 @@ type message struct {
 	start    uint32
 	length   uint32 // 0: unknown (start not captured, or tag length 0)
 	inferred bool   // the tagged first segment was never seen
+	shared   bool   // more than one RPC has owned it: never recycled
 	hi       uint32 // highest byte offset seen
 	seen     bool
 	firstOut int64 // earliest time any of its bytes entered an observed buffer or point

@@ -86,7 +86,8 @@ func (a *Analyzer) finalize(p *rpc) {
 		return
 	}
 	req, resp := p.req, p.resp
-	r := &RPC{Start: req.firstOut, reqFlow: req.hc.flow, id: p.id, trace: p.trace}
+	r := a.newRPC()
+	r.Start, r.reqFlow, r.id, r.trace = req.firstOut, req.hc.flow, p.id, p.trace
 	f := req.hc.flow
 	r.serverNode = a.nodes[f.DstAddr()]
 	r.Request = timing(req)
@@ -117,7 +118,14 @@ func (a *Analyzer) finalize(p *rpc) {
 		a.class(r.cls).add(r)
 		a.class(r.coarseK).add(r)
 	}
-	a.addToTrace(p, r)
+	g := a.addToTrace(p, r)
+	// The group owns the messages its chains point into (Element.ev) if
+	// no other RPC ever held them.
+	for _, m := range [2]*message{req, resp} {
+		if m != nil && m.owner == p && !m.shared {
+			g.msgs = append(g.msgs, m)
+		}
+	}
 }
 
 func timing(m *message) MessageTiming {
@@ -138,7 +146,10 @@ func (a *Analyzer) chain(r *RPC, req, resp *message) []Element {
 	if resp != nil {
 		n += len(resp.bufs)
 	}
-	out := make([]Element, 0, n)
+	out := r.Chain[:0] // capacity of a recycled RPC's chain
+	if cap(out) < n {
+		out = make([]Element, 0, n)
+	}
 	out = a.direction(out, "request", req)
 	// The request's wait in the server's receive queue is part of the
 	// server time: it is moved from the request's path to the server, and
@@ -258,9 +269,13 @@ type traceGroup struct {
 	born int64 // trace time it was opened
 	last int64
 	one  [1]*RPC // first storage of rpcs: most requests are one RPC
+	// msgs are the messages of its RPCs that only this group refers to,
+	// recycled with it (release).
+	msgs  []*message
+	msgs0 [2]*message
 }
 
-func (a *Analyzer) addToTrace(p *rpc, r *RPC) {
+func (a *Analyzer) addToTrace(p *rpc, r *RPC) *traceGroup {
 	key := p.trace
 	if key == 0 {
 		// Untraced RPCs are requests of their own; their key cannot
@@ -270,13 +285,15 @@ func (a *Analyzer) addToTrace(p *rpc, r *RPC) {
 	}
 	g := a.traces[key]
 	if g == nil {
-		g = &traceGroup{key: key, born: a.now}
-		g.rpcs = g.one[:0]
+		g = a.newGroup()
+		*g = traceGroup{key: key, born: a.now}
+		g.rpcs, g.msgs = g.one[:0], g.msgs0[:0]
 		a.traces[key] = g
 		a.traceQ = append(a.traceQ, g)
 	}
 	g.rpcs = append(g.rpcs, r)
 	g.last = max(g.last, r.End, a.now)
+	return g
 }
 
 // classKey names an RPC class: the server endpoint and the power of two
