@@ -18,6 +18,9 @@ type ring struct {
 	n int // values ever added
 
 	scratch []int64 // for kth
+	kthN    int     // n when kthV was found at index kthK (n > 0)
+	kthK    int
+	kthV    int64
 }
 
 const ringSize = 512
@@ -35,8 +38,12 @@ func (r *ring) add(x int64) {
 // kth returns the value at index k of the values sorted, without sorting
 // them (diagnoses ask for many medians of 512 values).
 func (r *ring) kth(k int) int64 {
+	if r.kthN == r.n && r.kthK == k {
+		return r.kthV // RLAs judged together ask the same rings
+	}
 	r.scratch = append(r.scratch[:0], r.v...)
-	return nth(r.scratch, k)
+	r.kthN, r.kthK, r.kthV = r.n, k, nth(r.scratch, k)
+	return r.kthV
 }
 
 // stats returns the median, the median absolute deviation and the
