@@ -369,8 +369,23 @@ func (a *Analyzer) infer(h *halfConn, seq uint32, at int64) *message {
 // identify ties a tagged message to its RPC, creating the RPC or linking
 // it to an inferred counterpart.
 func (a *Analyzer) identify(m *message, t *decode.RequestTag) {
+	// An open RPC of the connection with this ID is the one the map
+	// holds under key (open RPCs are always in a.rpcs, under their ID):
+	// a connection has few open RPCs, and a response finds its request's
+	// RPC among them without hashing a 56-byte key.
+	var p *rpc
+	if t.RPCID != 0 {
+		for _, q := range m.hc.c.open {
+			if q.id == t.RPCID {
+				p = q
+				break
+			}
+		}
+	}
 	key := rpcKey{conn: canonical(m.hc.flow), id: t.RPCID}
-	p := a.rpcs[key]
+	if p == nil {
+		p = a.rpcs[key]
+	}
 	if p == nil {
 		// An RPC whose request start was missed waits on the connection
 		// with ID 0; the response's tag names it.
