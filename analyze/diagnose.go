@@ -249,7 +249,9 @@ func criticalRPC(rpcs []*RPC) *RPC {
 	for {
 		var prev *RPC
 		for _, r := range rpcs {
-			if r.End <= cur.Start && (prev == nil || r.End > prev.End) {
+			// r.Start < cur.Start: an RPC that ends where it starts (or
+			// before) would otherwise be its own predecessor, for ever.
+			if r.End <= cur.Start && r.Start < cur.Start && (prev == nil || r.End > prev.End) {
 				prev = r
 			}
 		}
