@@ -1,7 +1,9 @@
 package analyze
 
 import (
+	"cmp"
 	"net/netip"
+	"slices"
 	"sort"
 	"time"
 
@@ -41,15 +43,19 @@ type Analyzer struct {
 	buffers map[BufferID]*bufState
 	classes map[classKey]*class
 	traces  map[uint64]*traceGroup
+	traceQ  []*traceGroup // the open traces in opening order (closeTraces)
 
 	settling []*rpc
-	swept    int64 // trace time of the last full sweep
+	expired  []*rpc // scratch for maintain
+	born     uint64 // RPCs created so far: rpc.born
+	swept    int64  // trace time of the last full sweep
 	nodes    map[netip.Addr]uint32
 	names    map[uint32]string
 	nextEv   int
 
 	rlas  []*Request
 	stats Stats
+	free  freeLists
 }
 
 // New returns an Analyzer with opts.
@@ -143,6 +149,18 @@ func (a *Analyzer) half(f decode.Flow, t int64) *halfConn {
 	return h
 }
 
+// lookupHalf returns the direction f if it is known, like a.halves[f],
+// trying the two most recently used directions first (an ACK mostly
+// answers the data that came just before it).
+func (a *Analyzer) lookupHalf(f decode.Flow) *halfConn {
+	for _, c := range a.recent {
+		if c != nil && c.flow == f {
+			return c
+		}
+	}
+	return a.halves[f]
+}
+
 // packet handles a data packet seen at a capture point.
 func (a *Analyzer) packet(r *decode.Record) {
 	if !r.HasFlow || r.Flow.Proto != 6 {
@@ -165,7 +183,7 @@ func (a *Analyzer) ack(r *decode.Record) {
 	if r.TCPFlags&(decode.TCPFlagSYN|decode.TCPFlagRST|decode.TCPFlagFIN) != 0 || r.TCPFlags&decode.TCPFlagACK == 0 {
 		return
 	}
-	h := a.halves[reverse(r.Flow)]
+	h := a.lookupHalf(reverse(r.Flow))
 	if h == nil {
 		return
 	}
@@ -282,7 +300,7 @@ func (a *Analyzer) tagged(h *halfConn, t *decode.RequestTag, seq uint32, at int6
 	if h.hasAnchor && seqAfter(h.anchor, seq) {
 		return nil
 	}
-	m := &message{hc: h, kind: t.Kind, rpcID: t.RPCID, traceID: t.TraceID, start: seq, length: t.MessageLength}
+	m := a.newMessage(message{hc: h, kind: t.Kind, rpcID: t.RPCID, traceID: t.TraceID, start: seq, length: t.MessageLength})
 	// Segments of this message seen before its tag (reports are written
 	// after the packets they describe, so they may come first) made an
 	// inferred message inside its range: fold it in.
@@ -337,12 +355,12 @@ func (a *Analyzer) infer(h *halfConn, seq uint32, at int64) *message {
 		// No tag seen in this direction yet: the opposite of the other
 		// direction, or a request, since clients speak first.
 		kind = decode.MessageRequest
-		if rv := a.halves[reverse(h.flow)]; rv != nil && rv.role == decode.MessageRequest {
+		if rv := a.lookupHalf(reverse(h.flow)); rv != nil && rv.role == decode.MessageRequest {
 			kind = decode.MessageResponse
 		}
 		h.role = kind
 	}
-	m := &message{hc: h, kind: kind, start: start, inferred: true}
+	m := a.newMessage(message{hc: h, kind: kind, start: start, inferred: true})
 	h.insert(m)
 	a.adopt(m, at)
 	return m
@@ -351,8 +369,23 @@ func (a *Analyzer) infer(h *halfConn, seq uint32, at int64) *message {
 // identify ties a tagged message to its RPC, creating the RPC or linking
 // it to an inferred counterpart.
 func (a *Analyzer) identify(m *message, t *decode.RequestTag) {
+	// An open RPC of the connection with this ID is the one the map
+	// holds under key (open RPCs are always in a.rpcs, under their ID):
+	// a connection has few open RPCs, and a response finds its request's
+	// RPC among them without hashing a 56-byte key.
+	var p *rpc
+	if t.RPCID != 0 {
+		for _, q := range m.hc.c.open {
+			if q.id == t.RPCID {
+				p = q
+				break
+			}
+		}
+	}
 	key := rpcKey{conn: canonical(m.hc.flow), id: t.RPCID}
-	p := a.rpcs[key]
+	if p == nil {
+		p = a.rpcs[key]
+	}
 	if p == nil {
 		// An RPC whose request start was missed waits on the connection
 		// with ID 0; the response's tag names it.
@@ -369,11 +402,15 @@ func (a *Analyzer) identify(m *message, t *decode.RequestTag) {
 			}
 		}
 		if p == nil {
-			p = &rpc{key: key, id: t.RPCID, trace: t.TraceID, c: m.hc.c}
+			a.born++
+			p = &rpc{key: key, id: t.RPCID, trace: t.TraceID, c: m.hc.c, born: a.born}
 			a.rpcs[key] = p
 			m.hc.c.open = append(m.hc.c.open, p)
 			a.stats.RPCs++
 		}
+	}
+	if m.owner != nil && m.owner != p {
+		m.shared = true // the earlier owner may still point at it
 	}
 	m.owner = p
 	m.traceID = t.TraceID
@@ -404,7 +441,8 @@ func (a *Analyzer) adopt(m *message, at int64) {
 		}
 	case decode.MessageRequest:
 		key := rpcKey{conn: canonical(m.hc.flow), id: 0, seq: m.start}
-		p := &rpc{key: key, c: m.hc.c, req: m, active: at}
+		a.born++
+		p := &rpc{key: key, c: m.hc.c, req: m, active: at, born: a.born}
 		a.rpcs[key] = p
 		m.hc.c.open = append(m.hc.c.open, p)
 		m.owner = p
@@ -432,16 +470,27 @@ func (a *Analyzer) maintain(final bool) {
 		return
 	}
 	a.swept = a.now
+	// Finalizing is order-dependent (class baselines keep the latest
+	// samples, a response's head-of-line wait reads what the previous RPC
+	// on its connection left): expired RPCs go in the order they were
+	// created, not in map order, so that every run gives the same result.
+	expired := a.expired[:0]
 	for k, p := range a.rpcs {
 		if p.finalized {
 			delete(a.rpcs, k)
 			continue
 		}
 		if final || p.active+window <= a.now {
-			a.finalize(p)
+			expired = append(expired, p)
 			delete(a.rpcs, k)
 		}
 	}
+	slices.SortFunc(expired, func(x, y *rpc) int { return cmp.Compare(x.born, y.born) })
+	for i, p := range expired {
+		a.finalize(p)
+		expired[i] = nil
+	}
+	a.expired = expired[:0]
 	a.recent = [2]*halfConn{}
 	for f, h := range a.halves {
 		if final || (h.last+window <= a.now && len(h.msgs) == 0) {
@@ -450,19 +499,45 @@ func (a *Analyzer) maintain(final bool) {
 		}
 		h.bytes.prune(a.now - window)
 	}
-	idle := int64(a.opts.TraceIdle)
-	for id, g := range a.traces {
-		if final || g.last+idle <= a.now && (a.ready(g) || g.last+window <= a.now) {
-			a.closeTrace(g)
-			delete(a.traces, id)
-		}
-	}
+	a.closeTraces(final)
 	for id, b := range a.buffers {
 		b.prune(a.now-window, final)
 		if len(b.flows) == 0 && len(b.events) == 0 && b.last+window <= a.now {
 			delete(a.buffers, id)
 		}
 	}
+}
+
+// closeTraces closes the end-user requests that have been idle for
+// TraceIdle and can be judged (or have waited a whole window). Only the
+// traces opened more than TraceIdle ago can qualify (a trace's last
+// activity is never before its opening), and a.traceQ holds them in
+// opening order: the sweep looks at that old prefix only, not at the
+// thousands of traces still in flight. Traces close in opening order.
+func (a *Analyzer) closeTraces(final bool) {
+	idle, window := int64(a.opts.TraceIdle), int64(a.opts.Window)
+	q := a.traceQ
+	keep, i := 0, 0
+	for ; i < len(q); i++ {
+		g := q[i]
+		if !final && g.born+idle > a.now {
+			break
+		}
+		if final || g.last+idle <= a.now && (a.ready(g) || g.last+window <= a.now) {
+			rlas := len(a.rlas)
+			a.closeTrace(g)
+			delete(a.traces, g.key)
+			if len(a.rlas) == rlas {
+				a.release(g)
+			}
+			continue
+		}
+		q[keep] = g
+		keep++
+	}
+	n := keep + copy(q[keep:], q[i:])
+	clear(q[n:])
+	a.traceQ = q[:n]
 }
 
 // Finish finalizes every open RPC and request and returns the result.

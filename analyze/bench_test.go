@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -20,7 +21,29 @@ import (
 var (
 	benchTrace   = flag.String("benchtrace", "", "TestWriteBenchTrace writes a synthetic trace here (for bench/analyze-vs-tshark.sh)")
 	benchPackets = flag.Int("benchpackets", 1_000_000, "packets in the synthetic benchmark trace")
+	benchFileIn  = flag.String("benchfile", "", "BenchmarkRunFile and BenchmarkFeedFile analyze this trace (e.g. bench/large.trace.zst)")
 )
+
+// cpuTime is the CPU time the process has used, all threads: on a shared
+// machine it is steadier than wall time, which waits for other work.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// reportRates reports records per wall second, and the process's CPU
+// seconds per op and records per CPU second since cpu0.
+func reportRates(b *testing.B, records int64, cpu0 time.Duration) {
+	cpu := cpuTime() - cpu0
+	b.ReportMetric(float64(records)*float64(b.N)/b.Elapsed().Seconds(), "records/s")
+	if cpu > 0 {
+		b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/op")
+		b.ReportMetric(float64(records)*float64(b.N)/cpu.Seconds(), "records/cpu-s")
+	}
+}
 
 // synthTrace writes a SYNTHETIC trace of about n packets: 64 client
 // connections to 4 servers carrying about 1000 tagged RPCs per second (300 B requests, 8 KiB
@@ -221,9 +244,20 @@ func benchFile(b *testing.B, n int) string {
 
 // BenchmarkRun measures records per second end to end: read, decompress,
 // decode in parallel, analyze.
-func BenchmarkRun(b *testing.B) {
-	path := benchFile(b, 200_000)
+func BenchmarkRun(b *testing.B) { benchRun(b, benchFile(b, 200_000)) }
+
+// BenchmarkRunFile is BenchmarkRun on the trace named by -benchfile, such
+// as the large lab trace of bench/make-large-trace.sh.
+func BenchmarkRunFile(b *testing.B) {
+	if *benchFileIn == "" {
+		b.Skip("no -benchfile: give a trace, e.g. -benchfile ../bench/large.trace.zst")
+	}
+	benchRun(b, *benchFileIn)
+}
+
+func benchRun(b *testing.B, path string) {
 	var recs int64
+	cpu0 := cpuTime()
 	for b.Loop() {
 		res, err := Run(context.Background(), []string{path}, RunOptions{}, Options{SLO: 20 * time.Millisecond})
 		if err != nil {
@@ -231,12 +265,21 @@ func BenchmarkRun(b *testing.B) {
 		}
 		recs = res.Stats.Records
 	}
-	b.ReportMetric(float64(recs)*float64(b.N)/b.Elapsed().Seconds(), "records/s")
+	reportRates(b, recs, cpu0)
 }
 
 // BenchmarkFeed measures the analyzer alone on decoded Records.
-func BenchmarkFeed(b *testing.B) {
-	path := benchFile(b, 200_000)
+func BenchmarkFeed(b *testing.B) { benchFeed(b, benchFile(b, 200_000)) }
+
+// BenchmarkFeedFile is BenchmarkFeed on the trace named by -benchfile.
+func BenchmarkFeedFile(b *testing.B) {
+	if *benchFileIn == "" {
+		b.Skip("no -benchfile: give a trace, e.g. -benchfile ../bench/large.trace.zst")
+	}
+	benchFeed(b, *benchFileIn)
+}
+
+func benchFeed(b *testing.B, path string) {
 	rr, err := decode.OpenRecords(path, capture.ReaderOptions{}, decode.DecoderOptions{})
 	if err != nil {
 		b.Fatal(err)
@@ -246,12 +289,20 @@ func BenchmarkFeed(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	var topo [][]byte
+	if r, err := capture.Open(path, capture.ReaderOptions{}); err == nil {
+		if t := r.Topology(); len(t) > 0 {
+			topo = append(topo, t)
+		}
+		r.Close()
+	}
+	cpu0 := cpuTime()
 	for b.Loop() {
-		a := New(Options{SLO: 20 * time.Millisecond})
+		a := New(Options{SLO: 20 * time.Millisecond, Topology: topo})
 		for i := range recs {
 			a.Feed(&recs[i])
 		}
 		a.Finish()
 	}
-	b.ReportMetric(float64(len(recs))*float64(b.N)/b.Elapsed().Seconds(), "records/s")
+	reportRates(b, int64(len(recs)), cpu0)
 }

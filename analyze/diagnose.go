@@ -17,6 +17,11 @@ type ring struct {
 	v []int64
 	i int
 	n int // values ever added
+
+	scratch []int64 // for kth
+	kthN    int     // n when kthV was found at index kthK (n > 0)
+	kthK    int
+	kthV    int64
 }
 
 const ringSize = 512
@@ -29,6 +34,17 @@ func (r *ring) add(x int64) {
 	}
 	r.v[r.i] = x
 	r.i = (r.i + 1) % ringSize
+}
+
+// kth returns the value at index k of the values sorted, without sorting
+// them (diagnoses ask for many medians of 512 values).
+func (r *ring) kth(k int) int64 {
+	if r.kthN == r.n && r.kthK == k {
+		return r.kthV // RLAs judged together ask the same rings
+	}
+	r.scratch = append(r.scratch[:0], r.v...)
+	r.kthN, r.kthK, r.kthV = r.n, k, nth(r.scratch, k)
+	return r.kthV
 }
 
 // stats returns the median, the median absolute deviation and the
@@ -61,6 +77,7 @@ type elemKey struct {
 type class struct {
 	lat    ring
 	elems  map[elemKey]*ring
+	recent []elemRing // elems of the last chain added (elemRing)
 	n      int
 	dirty  int
 	med    int64
@@ -81,14 +98,8 @@ func (c *class) add(r *RPC) {
 	c.n++
 	c.dirty++
 	c.lat.add(r.Latency)
-	for _, e := range r.Chain {
-		k := elemKey{e.Dir, e.id}
-		rg := c.elems[k]
-		if rg == nil {
-			rg = &ring{}
-			c.elems[k] = rg
-		}
-		rg.add(e.Time)
+	for i, e := range r.Chain {
+		c.elemRing(i, elemKey{e.Dir, e.id}).add(e.Time)
 	}
 }
 
@@ -104,9 +115,8 @@ func (c *class) elementMedian(k elemKey) int64 {
 	if p < 0.5 {
 		return 0
 	}
-	_, _, s := rg.stats()
-	i := int((0.5 - (1 - p)) / p * float64(len(s)))
-	return s[min(max(i, 0), len(s)-1)]
+	i := int((0.5 - (1 - p)) / p * float64(len(rg.v)))
+	return rg.kth(min(max(i, 0), len(rg.v)-1))
 }
 
 func (c *class) baseline() (med, mad int64, sorted []int64) {
@@ -257,7 +267,9 @@ func criticalRPC(rpcs []*RPC) *RPC {
 	for {
 		var prev *RPC
 		for _, r := range rpcs {
-			if r.End <= cur.Start && (prev == nil || r.End > prev.End) {
+			// r.Start < cur.Start: an RPC that ends where it starts (or
+			// before) would otherwise be its own predecessor, for ever.
+			if r.End <= cur.Start && r.Start < cur.Start && (prev == nil || r.End > prev.End) {
 				prev = r
 			}
 		}
@@ -559,7 +571,9 @@ func (a *Analyzer) eventOnPath(flow decode.Flow, from, to int64, want EventClass
 			case ev.Class == EvPathChange && want != EvPathChange, want != EvNone && ev.Class != want:
 				continue
 			}
-			if best == nil || pathScore(ev, from, to) > pathScore(best, from, to) {
+			// Equal scores go to the older event: buffers come in map order.
+			if best == nil || pathScore(ev, from, to) > pathScore(best, from, to) ||
+				pathScore(ev, from, to) == pathScore(best, from, to) && ev.ID < best.ID {
 				best = ev
 			}
 		}

@@ -63,6 +63,7 @@ type message struct {
 	start    uint32
 	length   uint32 // 0: unknown (start not captured, or tag length 0)
 	inferred bool   // the tagged first segment was never seen
+	shared   bool   // more than one RPC has owned it: never recycled
 	hi       uint32 // highest byte offset seen
 	seen     bool
 	firstOut int64 // earliest time any of its bytes entered an observed buffer or point
@@ -83,6 +84,13 @@ type message struct {
 	rtxWait int64
 	rtxEv   []Evidence
 	drops   []Evidence
+
+	// First storage of points, segs and bufs: most messages fit, so a
+	// message costs one allocation instead of four to eight. The message
+	// is only ever handled by pointer, so the slices stay valid.
+	points0 [4]uint64
+	segs0   [8]segObs
+	bufs0   [2]bufObs
 }
 
 // end is when the message was fully in: its tail's arrival once complete,
@@ -155,6 +163,9 @@ func (m *message) addBuf(o *obs) {
 			return
 		}
 	}
+	if m.bufs == nil {
+		m.bufs = m.bufs0[:0]
+	}
 	m.bufs = append(m.bufs, bufObs{id: o.buf, first: o.enter, last: o.at, maxRes: o.latency, n: 1, ev: o.ev})
 }
 
@@ -165,6 +176,9 @@ func (m *message) addBuf(o *obs) {
 func (m *message) segment(o *obs, off, n uint32) bool {
 	pi := slices.Index(m.points, o.point)
 	if pi < 0 && len(m.points) < 16 {
+		if m.points == nil {
+			m.points = m.points0[:0]
+		}
 		m.points = append(m.points, o.point)
 		pi = len(m.points) - 1
 	}
@@ -207,9 +221,7 @@ func (m *message) segment(o *obs, off, n uint32) bool {
 	}
 	if earliest == 0 && len(m.segs) < maxSegs {
 		if m.segs == nil {
-			// One allocation for the segments of a typical message (up to
-			// ~11 KB), instead of growing 1, 2, 4, 8.
-			m.segs = make([]segObs, 0, 8)
+			m.segs = m.segs0[:0]
 		}
 		m.segs = append(m.segs, segObs{off: off, n: n, at: o.at, point: o.point, seen: bit})
 	}
@@ -231,6 +243,9 @@ func (m *message) absorb(x *message) {
 	for _, b := range x.bufs {
 		o := obs{buf: b.id, enter: b.first, at: b.last, latency: b.maxRes, ev: b.ev}
 		m.addBuf(&o)
+	}
+	if m.segs == nil {
+		m.segs = m.segs0[:0]
 	}
 	for _, s := range x.segs {
 		if len(m.segs) < maxSegs {

@@ -1,9 +1,10 @@
 package analyze
 
 import (
+	"cmp"
 	"math/bits"
 	"net/netip"
-	"sort"
+	"slices"
 
 	"github.com/bufscope/bufscope/decode"
 )
@@ -23,6 +24,7 @@ type rpc struct {
 	active    int64
 	doneAt    int64
 	finalized bool
+	born      uint64 // creation order, for a deterministic finalization order
 }
 
 // done marks the response complete; the RPC is finalized once later
@@ -84,7 +86,8 @@ func (a *Analyzer) finalize(p *rpc) {
 		return
 	}
 	req, resp := p.req, p.resp
-	r := &RPC{Start: req.firstOut, reqFlow: req.hc.flow, id: p.id, trace: p.trace}
+	r := a.newRPC()
+	r.Start, r.reqFlow, r.id, r.trace = req.firstOut, req.hc.flow, p.id, p.trace
 	f := req.hc.flow
 	r.serverNode = a.nodes[f.DstAddr()]
 	r.Request = timing(req)
@@ -115,7 +118,14 @@ func (a *Analyzer) finalize(p *rpc) {
 		a.class(r.cls).add(r)
 		a.class(r.coarseK).add(r)
 	}
-	a.addToTrace(p, r)
+	g := a.addToTrace(p, r)
+	// The group owns the messages its chains point into (Element.ev) if
+	// no other RPC ever held them.
+	for _, m := range [2]*message{req, resp} {
+		if m != nil && m.owner == p && !m.shared {
+			g.msgs = append(g.msgs, m)
+		}
+	}
 }
 
 func timing(m *message) MessageTiming {
@@ -136,7 +146,10 @@ func (a *Analyzer) chain(r *RPC, req, resp *message) []Element {
 	if resp != nil {
 		n += len(resp.bufs)
 	}
-	out := make([]Element, 0, n)
+	out := r.Chain[:0] // capacity of a recycled RPC's chain
+	if cap(out) < n {
+		out = make([]Element, 0, n)
+	}
 	out = a.direction(out, "request", req)
 	// The request's wait in the server's receive queue is part of the
 	// server time: it is moved from the request's path to the server, and
@@ -168,7 +181,18 @@ func (a *Analyzer) chain(r *RPC, req, resp *message) []Element {
 func (a *Analyzer) direction(out []Element, dir string, m *message) []Element {
 	// The message is being finalized: its own slice can be reordered.
 	bufs := m.bufs
-	sort.Slice(bufs, func(i, j int) bool { return bufs[i].first < bufs[j].first })
+	if len(bufs) <= 12 {
+		// What slices.SortFunc does for up to 12 elements (the same
+		// order, ties included), without copying two 150-byte values
+		// into the comparison function at every step.
+		for i := 1; i < len(bufs); i++ {
+			for j := i; j > 0 && bufs[j].first < bufs[j-1].first; j-- {
+				bufs[j], bufs[j-1] = bufs[j-1], bufs[j]
+			}
+		}
+	} else {
+		slices.SortFunc(bufs, func(x, y bufObs) int { return cmp.Compare(x.first, y.first) })
+	}
 	var held int64
 	for i := range bufs {
 		b := &bufs[i]
@@ -242,10 +266,16 @@ func within(evs []Evidence, from, to int64) []Evidence {
 type traceGroup struct {
 	key  uint64
 	rpcs []*RPC
+	born int64 // trace time it was opened
 	last int64
+	one  [1]*RPC // first storage of rpcs: most requests are one RPC
+	// msgs are the messages of its RPCs that only this group refers to,
+	// recycled with it (release).
+	msgs  []*message
+	msgs0 [2]*message
 }
 
-func (a *Analyzer) addToTrace(p *rpc, r *RPC) {
+func (a *Analyzer) addToTrace(p *rpc, r *RPC) *traceGroup {
 	key := p.trace
 	if key == 0 {
 		// Untraced RPCs are requests of their own; their key cannot
@@ -255,11 +285,15 @@ func (a *Analyzer) addToTrace(p *rpc, r *RPC) {
 	}
 	g := a.traces[key]
 	if g == nil {
-		g = &traceGroup{key: key}
+		g = a.newGroup()
+		*g = traceGroup{key: key, born: a.now}
+		g.rpcs, g.msgs = g.one[:0], g.msgs0[:0]
 		a.traces[key] = g
+		a.traceQ = append(a.traceQ, g)
 	}
 	g.rpcs = append(g.rpcs, r)
 	g.last = max(g.last, r.End, a.now)
+	return g
 }
 
 // classKey names an RPC class: the server endpoint and the power of two

@@ -62,6 +62,10 @@ type Decoder struct {
 	rep05 TelemetryReportV05
 	intl  INT
 	ifa   IFA
+
+	// layersTCP makes dissectTCP fill d.tcp through gopacket (the tree
+	// renderer prints it).
+	layersTCP bool
 }
 
 // NewDecoder returns a Decoder configured by opts.
@@ -243,7 +247,72 @@ func (d *Decoder) dissectIP(b []byte, p *pkt) bool {
 	return true
 }
 
+// dissectTCP reads the TCP header and looks for the request tag among its
+// options. It reads the header itself rather than through layers.TCP:
+// gopacket builds a TCPOption (with slices, hence GC write barriers) per
+// option, which was half the cost of decoding a tagged segment. The walk
+// follows layers.TCP.DecodeFromBytes rule for rule (which headers are
+// rejected, where the option walk stops) so that Records do not change;
+// an MPTCP option before the tag, whose subtype rules decide where
+// gopacket stops, is left to gopacket itself, as is every packet the
+// tree renderer prints (it reads d.tcp afterwards).
+// TestTCPFastPathMatchesGopacket and FuzzTCPFastPath hold the two
+// paths equal.
 func (d *Decoder) dissectTCP(p *pkt) bool {
+	if d.layersTCP {
+		return d.dissectTCPLayers(p)
+	}
+	b := p.l4
+	if len(b) < 20 {
+		return true // flow without ports, as when gopacket rejects it
+	}
+	hdr := int(b[12]>>4) * 4
+	if hdr < 20 || hdr > len(b) {
+		return true
+	}
+	var tag RequestTag
+	hasTag, bad := false, false
+	opts := b[20:hdr]
+walk:
+	for len(opts) > 0 {
+		switch opts[0] {
+		case byte(layers.TCPOptionKindEndList):
+			break walk
+		case byte(layers.TCPOptionKindNop):
+			opts = opts[1:]
+			continue
+		case byte(layers.TCPOptionKindMultipathTCP):
+			return d.dissectTCPLayers(p)
+		}
+		if len(opts) < 2 || opts[1] < 2 || int(opts[1]) > len(opts) {
+			break
+		}
+		n := int(opts[1])
+		if opts[0] == TagOptionKind && n >= 4 && binary.BigEndian.Uint16(opts[2:]) == d.exid {
+			tag, hasTag = parseTagData(opts[2:n])
+			bad = !hasTag
+			break
+		}
+		opts = opts[n:]
+	}
+	p.tcp = true
+	p.flow.SrcPort, p.flow.DstPort = binary.BigEndian.Uint16(b), binary.BigEndian.Uint16(b[2:])
+	p.seq, p.ack, p.window = binary.BigEndian.Uint32(b[4:]), binary.BigEndian.Uint32(b[8:]), binary.BigEndian.Uint16(b[14:])
+	p.tcpHdrLen = hdr
+	p.l4payload = b[hdr:]
+	p.l3payload -= hdr
+	p.flags = uint16(b[12]&1)<<8 | uint16(b[13])
+	if hasTag {
+		p.tag, p.hasTag = tag, true
+	} else if bad {
+		p.tagReason = reasonTagMalformed
+	}
+	return true
+}
+
+// dissectTCPLayers is dissectTCP through gopacket's layers.TCP, which
+// leaves the decoded header in d.tcp.
+func (d *Decoder) dissectTCPLayers(p *pkt) bool {
 	if d.tcp.DecodeFromBytes(p.l4, gopacket.NilDecodeFeedback) != nil {
 		return true
 	}
