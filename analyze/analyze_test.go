@@ -497,3 +497,41 @@ func TestWaitInAnOverflowingQueueIsTheOverflow(t *testing.T) {
 		t.Errorf("response %+v: the victim itself lost nothing", r.Response)
 	}
 }
+
+// A segment that arrives after the sender retransmitted it was late, not
+// lost. The receiver says so with a D-SACK (RFC 2883), and then neither the
+// link nor any buffer lost anything: the wait is the late original's time
+// on the wire. Without the D-SACK the same trace reads as loss on the link.
+func TestSpuriousRetransmissionIsNotLoss(t *testing.T) {
+	run := func(dsack bool) *Request {
+		s := newScenario()
+		t1 := s.baseline(t0, 40, 1)
+		s.rpc(rpcSpec{client: "10.77.1.2", cport: 40000, rpc: 0xdead, trace: 0xbeef, at: t1, reqLen: 300, respLen: 6000,
+			server: time.Millisecond, lateResp: true, dsack: dsack, rto: 30 * time.Millisecond})
+		s.baseline(t1+int64(300*time.Millisecond), 10, 100)
+		return onlyRLA(t, s.run(t, Options{SLO: 20 * time.Millisecond}))
+	}
+	if d := run(false).Diagnosis; d == nil || d.Kind != "link" || d.Event != "loss" {
+		t.Fatalf("without a D-SACK: root cause %+v, want link loss", d)
+	}
+	q := run(true)
+	if d := q.Diagnosis; d == nil || d.Kind == "link" || d.Event == "loss" || d.Event == "drop" {
+		t.Errorf("with a D-SACK: root cause %+v, want no loss", d)
+	}
+	resp := q.RPCs[0].Response
+	if resp.Retransmits == 0 || resp.SpuriousRetransmits != 1 {
+		t.Errorf("response retransmits %d, spurious %d; want the retransmitted segment reported spurious once", resp.Retransmits, resp.SpuriousRetransmits)
+	}
+	for _, e := range q.RPCs[0].Chain {
+		if e.Buffer == "retransmit-wait" {
+			t.Errorf("chain has a retransmit-wait of %s for a retransmission that lost nothing", dur(e.Time))
+		}
+	}
+	kinds := ""
+	for _, c := range q.RPCs[0].Effects {
+		kinds += c.Kind + " "
+	}
+	if kinds != "spurious-retransmission " {
+		t.Errorf("consequences %q, want one spurious-retransmission", kinds)
+	}
+}

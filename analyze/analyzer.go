@@ -166,6 +166,9 @@ func (a *Analyzer) packet(r *decode.Record) {
 	if !r.HasFlow || r.Flow.Proto != 6 {
 		return
 	}
+	if r.HasDSACK {
+		a.duplicate(r)
+	}
 	if r.PayloadLen == 0 && !r.HasTag {
 		a.ack(r)
 		return
@@ -205,6 +208,18 @@ func (a *Analyzer) ack(r *decode.Record) {
 		return
 	}
 	h.lastAck, h.dupAcks = r.TCPAck, 0
+}
+
+// duplicate takes a D-SACK (the receiver got bytes twice) as proof that a
+// retransmission of them, in the other direction, was spurious.
+func (a *Analyzer) duplicate(r *decode.Record) {
+	h := a.lookupHalf(reverse(r.Flow))
+	if h == nil {
+		return
+	}
+	if m := h.find(r.DSACKLeft); m != nil && m.spurious < m.rtxSegs {
+		m.spurious++
+	}
 }
 
 // zeroWindow turns an advertised zero window into stall evidence for the

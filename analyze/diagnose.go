@@ -448,9 +448,9 @@ func (a *Analyzer) attribute(r *RPC, e *Element) (causeKey, *Event, []Evidence) 
 		// halved congestion windows): its transfer time belongs to the
 		// drop. Otherwise drops of other flows do not explain it; the
 		// queue they filled does.
-		lost := r.Request.Retransmits+r.Request.Drops > 0
+		lost := r.Request.lost()
 		if e.Dir == "response" {
-			lost = r.Response.Retransmits+r.Response.Drops > 0
+			lost = r.Response.lost()
 		}
 		if lost {
 			for _, c := range []EventClass{EvDrop, EvLoss, evCongestion} {
@@ -466,7 +466,7 @@ func (a *Analyzer) attribute(r *RPC, e *Element) (causeKey, *Event, []Evidence) 
 		if ev := a.eventOnPath(flow, from, to, EvNone); ev != nil {
 			return causeKey{buf: ev.Buffer, class: ev.Class, ev: ev.ID}, ev, nil
 		}
-		if r.Request.Retransmits+r.Response.Retransmits > 0 {
+		if r.Request.lost() || r.Response.lost() {
 			return causeKey{buf: BufferID{Kind: ElemLink}, class: EvLoss}, nil, nil
 		}
 		return causeKey{buf: e.id, class: EvNone}, nil, nil

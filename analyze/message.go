@@ -38,6 +38,7 @@ type segObs struct {
 	at     int64
 	point  uint64
 	seen   uint16 // bit i: points[i] saw these bytes
+	rtx    bool   // seen again later at some point: retransmitted
 }
 
 // bufObs is a message's passage through one buffer.
@@ -81,9 +82,14 @@ type message struct {
 	bufs    []bufObs
 	segs    []segObs
 	retrans int
-	rtxWait int64
-	rtxEv   []Evidence
-	drops   []Evidence
+	// rtxSegs counts the segments retransmitted (retrans counts every
+	// capture point's sighting of a retransmission); spurious those of
+	// them the receiver reported getting twice (D-SACK, RFC 2883): the
+	// original was late, not lost.
+	rtxSegs, spurious int
+	rtxWait           int64
+	rtxEv             []Evidence
+	drops             []Evidence
 
 	// First storage of points, segs and bufs: most messages fit, so a
 	// message costs one allocation instead of four to eight. The message
@@ -101,6 +107,11 @@ type message struct {
 func (m *message) end() int64 {
 	return m.lastIn
 }
+
+// lossless says whether every retransmission of the message was
+// spurious: the receiver reported each one as a duplicate, so nothing was
+// lost and the retransmissions' wait is the late original's transfer.
+func (m *message) lossless() bool { return m.rtxSegs > 0 && m.spurious >= m.rtxSegs }
 
 func (m *message) contains(seq uint32) bool {
 	off := seq - m.start
@@ -198,7 +209,13 @@ func (m *message) segment(o *obs, off, n uint32) bool {
 		}
 		if s.seen&bit != 0 {
 			seenHere = true
-			later = later || o.at > s.at
+			if o.at > s.at {
+				later = true
+				if !s.rtx && (o.point&capturePoint != 0 || o.ev.Event == decode.EventRetransmit) {
+					s.rtx = true
+					m.rtxSegs++
+				}
+			}
 		}
 		s.seen |= bit
 	}
@@ -255,6 +272,8 @@ func (m *message) absorb(x *message) {
 		}
 	}
 	m.retrans += x.retrans
+	m.rtxSegs += x.rtxSegs
+	m.spurious += x.spurious
 	m.rtxWait = max(m.rtxWait, x.rtxWait)
 	m.rtxEv = append(m.rtxEv, x.rtxEv...)
 	m.drops = append(m.drops, x.drops...)

@@ -69,13 +69,26 @@ type RPC struct {
 
 // MessageTiming is one message's timing.
 type MessageTiming struct {
-	Bytes          uint32 `json:"bytes"`
-	Start          int64  `json:"start_ns"` // first byte observed entering the path
-	End            int64  `json:"end_ns"`   // last byte last observed
-	Inferred       bool   `json:"inferred"` // first segment not captured: attributed by range continuity
-	Retransmits    int    `json:"retransmits"`
-	RetransmitWait int64  `json:"retransmit_wait_ns"`
-	Drops          int    `json:"drops_reported"`
+	Bytes       uint32 `json:"bytes"`
+	Start       int64  `json:"start_ns"` // first byte observed entering the path
+	End         int64  `json:"end_ns"`   // last byte last observed
+	Inferred    bool   `json:"inferred"` // first segment not captured: attributed by range continuity
+	Retransmits int    `json:"retransmits"`
+	// SpuriousRetransmits counts the retransmitted segments the receiver
+	// reported receiving twice (D-SACK): their originals were late, not
+	// lost. (Retransmits counts sightings: every capture point that saw a
+	// retransmission counts it.)
+	SpuriousRetransmits int   `json:"spurious_retransmits,omitempty"`
+	RetransmitWait      int64 `json:"retransmit_wait_ns"`
+	Drops               int   `json:"drops_reported"`
+
+	lossless bool // every retransmitted segment was reported a duplicate
+}
+
+// lost says whether the message lost segments: some were dropped, or
+// retransmitted without the receiver reporting them received twice.
+func (t *MessageTiming) lost() bool {
+	return t.Drops > 0 || t.Retransmits > 0 && !t.lossless
 }
 
 // Element is one link of a request's chain with the time it held the

@@ -135,7 +135,8 @@ func timing(m *message) MessageTiming {
 	}
 	return MessageTiming{
 		Bytes: n, Start: m.firstOut, End: m.end(), Inferred: m.inferred,
-		Retransmits: m.retrans, RetransmitWait: m.rtxWait, Drops: len(m.drops),
+		Retransmits: m.retrans, SpuriousRetransmits: m.spurious, RetransmitWait: m.rtxWait, Drops: len(m.drops),
+		lossless: m.lossless(),
 	}
 }
 
@@ -212,13 +213,19 @@ func (a *Analyzer) direction(out []Element, dir string, m *message) []Element {
 		})
 		held += int64(b.maxRes)
 	}
-	if m.rtxWait > 0 {
+	// Retransmissions that were all spurious lost nothing: their wait is
+	// the late original's time on the wire, not a retransmission wait.
+	lossless := m.lossless()
+	if m.rtxWait > 0 && !lossless {
 		id := BufferID{Kind: ElemRetransmit}
 		out = append(out, Element{Dir: dir, Kind: id.Kind.String(), Buffer: "retransmit-wait", Time: m.rtxWait, Start: m.firstOut, End: m.lastIn, id: id})
 	}
 	transfer := m.end() - m.firstOut
 	rtx := min(m.rtxWait, transfer)
-	if m.rtxWait > 0 {
+	if lossless {
+		rtx = 0
+	}
+	if m.rtxWait > 0 && !lossless {
 		out[len(out)-1].Time = rtx // a spurious retransmission did not delay the message
 	}
 	wire := max(0, transfer-held-rtx)
@@ -239,6 +246,9 @@ func consequences(req, resp *message) []Consequence {
 			// that long was a timeout, not a fast retransmit.
 			if m.rtxWait >= 200e6 {
 				kind = "retransmission-timeout"
+			}
+			if m.lossless() {
+				kind = "spurious-retransmission"
 			}
 			out = append(out, Consequence{Kind: kind, Dir: dir, Count: m.retrans, Wait: m.rtxWait, Evidence: m.rtxEv})
 		}

@@ -80,6 +80,8 @@ type rpcSpec struct {
 	respQueue  time.Duration // residence of the response in the router queue
 	dropResp   bool          // the router drops the response's second segment once
 	lostResp   bool          // the second segment is lost with no report
+	lateResp   bool          // the second segment arrives after its retransmission was sent
+	dsack      bool          // with lateResp: the client's ACK reports the duplicate (D-SACK)
 	rto        time.Duration
 	skipTagReq bool          // the request's tagged first segment is not captured anywhere
 	reqGap     time.Duration // between request segments (default 10 µs)
@@ -131,6 +133,24 @@ func (s *scenario) rpc(p rpcSpec) int64 {
 			s.add(s.seg(rt, 1, sf, seq+off, n, nil))
 			s.add(s.seg(rt+int64(oneWay)+int64(p.respQueue), 0, sf, seq+off, n, nil))
 			end = max(end, rt+int64(oneWay)+int64(p.respQueue))
+			t += 10_000
+			continue
+		}
+		if i == 1 && p.lateResp {
+			// The original leaves, is held up on the way and reaches the
+			// client just after the sender gave up on it; the copy
+			// arrives too.
+			rt := t + int64(p.rto)
+			s.add(s.seg(rt, 1, sf, seq+off, n, nil))
+			s.add(s.seg(rt+int64(oneWay)/2, 0, sf, seq+off, n, nil))
+			s.add(s.seg(rt+int64(oneWay), 0, sf, seq+off, n, nil))
+			if p.dsack {
+				ack := decode.Record{Time: rt + int64(oneWay) + 10_000, Interface: 0, Kind: decode.RecordPacket, Source: decode.SourceCapture,
+					HasFlow: true, Flow: cf, TCPSeq: s.seqs[cf], TCPAck: seq + off + n, TCPFlags: decode.TCPFlagACK, Window: 512,
+					HasDSACK: true, DSACKLeft: seq + off}
+				s.add(ack)
+			}
+			end = max(end, rt+int64(oneWay))
 			t += 10_000
 			continue
 		}

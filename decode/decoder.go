@@ -112,6 +112,8 @@ type pkt struct {
 	seq, ack  uint32
 	flags     uint16
 	window    uint16
+	hasDSACK  bool
+	dsackLeft uint32
 	tcpHdrLen int
 	tag       RequestTag
 	hasTag    bool
@@ -272,6 +274,9 @@ func (d *Decoder) dissectTCP(p *pkt) bool {
 	}
 	var tag RequestTag
 	hasTag, bad := false, false
+	var dsackLeft uint32
+	hasDSACK := false
+	ack := binary.BigEndian.Uint32(b[8:])
 	opts := b[20:hdr]
 walk:
 	for len(opts) > 0 {
@@ -288,10 +293,12 @@ walk:
 			break
 		}
 		n := int(opts[1])
-		if opts[0] == TagOptionKind && n >= 4 && binary.BigEndian.Uint16(opts[2:]) == d.exid {
+		switch {
+		case opts[0] == TagOptionKind && n >= 4 && !hasTag && !bad && binary.BigEndian.Uint16(opts[2:]) == d.exid:
 			tag, hasTag = parseTagData(opts[2:n])
 			bad = !hasTag
-			break
+		case opts[0] == byte(layers.TCPOptionKindSACK) && !hasDSACK:
+			dsackLeft, hasDSACK = dsack(opts[2:n], ack)
 		}
 		opts = opts[n:]
 	}
@@ -302,12 +309,37 @@ walk:
 	p.l4payload = b[hdr:]
 	p.l3payload -= hdr
 	p.flags = uint16(b[12]&1)<<8 | uint16(b[13])
+	p.dsackLeft, p.hasDSACK = dsackLeft, hasDSACK
 	if hasTag {
 		p.tag, p.hasTag = tag, true
 	} else if bad {
 		p.tagReason = reasonTagMalformed
 	}
 	return true
+}
+
+// dsack reads a SACK option's blocks (the data after kind and length) and
+// says whether the first one reports a duplicate (RFC 2883 §4): it lies
+// below the cumulative ACK, or inside the second block. It returns the
+// duplicate's left edge.
+func dsack(blocks []byte, ack uint32) (uint32, bool) {
+	if len(blocks) < 8 {
+		return 0, false
+	}
+	left, right := binary.BigEndian.Uint32(blocks), binary.BigEndian.Uint32(blocks[4:])
+	if int32(right-left) <= 0 {
+		return 0, false
+	}
+	if int32(ack-right) >= 0 {
+		return left, true
+	}
+	if len(blocks) >= 16 {
+		l2, r2 := binary.BigEndian.Uint32(blocks[8:]), binary.BigEndian.Uint32(blocks[12:])
+		if int32(left-l2) >= 0 && int32(r2-right) >= 0 {
+			return left, true
+		}
+	}
+	return 0, false
 }
 
 // dissectTCPLayers is dissectTCP through gopacket's layers.TCP, which
@@ -326,18 +358,23 @@ func (d *Decoder) dissectTCPLayers(p *pkt) bool {
 	// The record's flag bits are the header's own (NS + 8 flags), so take
 	// them from the wire instead of reassembling gopacket's booleans.
 	p.flags = uint16(t.Contents[12]&1)<<8 | uint16(t.Contents[13])
+	tagSeen := false
 	for i := range t.Options {
 		o := &t.Options[i]
-		if o.OptionType != TagOptionKind || len(o.OptionData) < 2 ||
+		if o.OptionType == layers.TCPOptionKindSACK && !p.hasDSACK {
+			p.dsackLeft, p.hasDSACK = dsack(o.OptionData, t.Ack)
+			continue
+		}
+		if tagSeen || o.OptionType != TagOptionKind || len(o.OptionData) < 2 ||
 			binary.BigEndian.Uint16(o.OptionData) != d.exid {
 			continue
 		}
+		tagSeen = true
 		if tag, ok := parseTagData(o.OptionData); ok {
 			p.tag, p.hasTag = tag, true
 		} else {
 			p.tagReason = reasonTagMalformed
 		}
-		break
 	}
 	return true
 }
@@ -371,6 +408,7 @@ func fillPacket(r *Record, p *pkt) {
 	}
 	if p.tcp {
 		r.TCPSeq, r.TCPAck, r.TCPFlags, r.Window = p.seq, p.ack, p.flags, p.window
+		r.HasDSACK, r.DSACKLeft = p.hasDSACK, p.dsackLeft
 	}
 	if p.hasTag {
 		r.HasTag, r.Tag = true, p.tag

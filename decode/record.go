@@ -149,8 +149,13 @@ type Record struct {
 	PayloadLen uint32 // L4 payload bytes by the IP length fields (INT bytes excluded)
 	TCPFlags   uint16
 	Window     uint16 // raw, unscaled
-	HasTag     bool
-	Tag        RequestTag
+	// HasDSACK: the segment's first SACK block lies below its cumulative
+	// ACK (RFC 2883): the receiver got the bytes from DSACKLeft twice, so
+	// a retransmission of them was spurious. (DSACKLeft sits further down
+	// only to keep a Record at 256 bytes.)
+	HasDSACK bool
+	HasTag   bool
+	Tag      RequestTag
 
 	// Buffer state.
 	Occupancy        uint32 // bytes (host) or the switch's unit (cells/bytes)
@@ -158,6 +163,7 @@ type Record struct {
 	OccupancyPackets uint32
 	CapacityPackets  uint32
 	Latency          uint32 // ns in the buffer (hop latency / residence)
+	DSACKLeft        uint32 // the packet's D-SACK block's left edge, if HasDSACK
 	IngressTS        uint64 // as reported: ns, 64 bits in v2 / INT v2; 32-bit counters in older formats
 	EgressTS         uint64
 	HasDropReason    bool
