@@ -104,6 +104,8 @@ type message struct {
 //
 // Retransmissions count: from one capture point a spurious retransmission
 // cannot be told from one that filled a hole, and the latter is common.
+// Even a D-SACK does not date the end: the late original may have waited
+// in a queue after the capture point for as long as the copy took.
 func (m *message) end() int64 {
 	return m.lastIn
 }

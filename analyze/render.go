@@ -165,6 +165,11 @@ func Explain(w io.Writer, q *Request) error {
 			}
 			if m.t.Retransmits > 0 {
 				ew.printf("  %d retransmissions, waited %s", m.t.Retransmits, dur(m.t.RetransmitWait))
+				if m.t.lossless {
+					ew.printf(" (spurious: the receiver got the originals, D-SACK)")
+				} else if m.t.SpuriousRetransmits > 0 {
+					ew.printf(" (%d segments spurious, D-SACK)", m.t.SpuriousRetransmits)
+				}
 			}
 			ew.printf("\n")
 		}
