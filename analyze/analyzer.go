@@ -239,7 +239,7 @@ func (a *Analyzer) segment(r *decode.Record, o *obs) {
 	if r.HasTag && (r.Tag.Kind == decode.MessageRequest || r.Tag.Kind == decode.MessageResponse) {
 		m = a.tagged(h, &r.Tag, seq, o.at)
 	} else {
-		m = h.find(seq)
+		m, _ = h.find(seq)
 		if m == nil {
 			if n == 0 {
 				return
@@ -269,20 +269,22 @@ func (a *Analyzer) segment(r *decode.Record, o *obs) {
 // carrying the ID is the message start.
 func (a *Analyzer) tagged(h *halfConn, t *decode.RequestTag, seq uint32, at int64) *message {
 	h.role = t.Kind
-	for i := len(h.msgs) - 1; i >= 0; i-- {
-		m := h.msgs[i]
-		if m.rpcID == t.RPCID && m.kind == t.Kind && !m.inferred {
+	for i := len(h.keys) - 1; i >= 0; i-- {
+		if k := &h.keys[i]; k.rpcID == t.RPCID && k.kind == t.Kind && !k.inferred {
+			m := h.msgs[i]
 			if seqAfter(m.start, seq) {
 				m.rebase(seq, t.MessageLength)
+				*k = keyOf(m)
 			}
 			return m
 		}
 	}
 	// A message inferred from its later segments gets its identity now.
-	if m := h.find(seq); m != nil && m.inferred && m.start == seq {
+	if m, i := h.find(seq); m != nil && m.inferred && m.start == seq {
 		m.inferred = false
 		m.length = t.MessageLength
 		m.rpcID, m.traceID = t.RPCID, t.TraceID
+		h.keys[i] = keyOf(m)
 		a.stats.Inferred--
 		if p := m.owner; p != nil && p.id == 0 {
 			// The placeholder RPC waiting for an ID is replaced.
@@ -304,9 +306,9 @@ func (a *Analyzer) tagged(h *halfConn, t *decode.RequestTag, seq uint32, at int6
 	// Segments of this message seen before its tag (reports are written
 	// after the packets they describe, so they may come first) made an
 	// inferred message inside its range: fold it in.
-	for i := 0; i < len(h.msgs); i++ {
-		x := h.msgs[i]
-		if x.inferred && m.contains(x.start) {
+	for i := 0; i < len(h.keys); i++ {
+		if k := &h.keys[i]; k.inferred && m.contains(k.start) {
+			x := h.msgs[i]
 			m.absorb(x)
 			if x.owner != nil {
 				x.owner.finalized = true
@@ -314,7 +316,7 @@ func (a *Analyzer) tagged(h *halfConn, t *decode.RequestTag, seq uint32, at int6
 				a.stats.Inferred--
 				a.detachOpen(x.owner)
 			}
-			h.msgs = append(h.msgs[:i], h.msgs[i+1:]...)
+			h.drop(i)
 			i--
 		}
 	}
@@ -396,6 +398,7 @@ func (a *Analyzer) identify(m *message, t *decode.RequestTag) {
 					delete(a.rpcs, q.key)
 					q.key, q.id, q.trace = key, t.RPCID, t.TraceID
 					q.req.rpcID, q.req.traceID = t.RPCID, t.TraceID
+					q.req.hc.sync(q.req)
 					a.rpcs[key] = q
 					break
 				}
@@ -436,6 +439,7 @@ func (a *Analyzer) adopt(m *message, at int64) {
 			if p.resp == nil && p.req != nil && p.req.hc != m.hc {
 				p.resp, m.owner = m, p
 				m.rpcID, m.traceID = p.id, p.trace
+				m.hc.sync(m)
 				return
 			}
 		}

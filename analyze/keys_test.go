@@ -1,0 +1,68 @@
+package analyze
+
+import (
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/bufscope/bufscope/capture"
+	"github.com/bufscope/bufscope/decode"
+)
+
+// keysInSync reports the first open message whose mirrored key differs
+// from the message itself.
+func (a *Analyzer) keysInSync() error {
+	for f, h := range a.halves {
+		if len(h.keys) != len(h.msgs) {
+			return fmt.Errorf("direction %v: %d keys for %d messages", f, len(h.keys), len(h.msgs))
+		}
+		for i, m := range h.msgs {
+			if got, want := h.keys[i], keyOf(m); got != want {
+				return fmt.Errorf("direction %v, message %d: key %+v, message says %+v", f, i, got, want)
+			}
+		}
+	}
+	return nil
+}
+
+// TestMessageKeysStayInSync feeds every fixture Record by Record and
+// checks after each one that the keys the lookups scan still mirror the
+// open messages: a message whose identity or range changed without a
+// sync would be found (or missed) by stale values. The small window and
+// TraceIdle make messages be finalized, recycled and reused meanwhile.
+func TestMessageKeysStayInSync(t *testing.T) {
+	files, _ := filepath.Glob(filepath.Join("..", "fixtures", "*.trace.zst"))
+	if len(files) == 0 {
+		t.Skip("no fixtures/*.trace.zst: record them with `bufscope lab run` (docs/lab.md)")
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			rr, err := decode.OpenRecords(f, capture.ReaderOptions{}, decode.DecoderOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			recs, err := decode.ReadAll(rr)
+			rr.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			inferred := int64(0)
+			for _, opts := range []Options{
+				{SLO: 20 * time.Millisecond},
+				{SLO: 20 * time.Millisecond, Window: 2 * time.Second, TraceIdle: 100 * time.Millisecond},
+			} {
+				a := New(opts)
+				for i := range recs {
+					a.Feed(&recs[i])
+					if err := a.keysInSync(); err != nil {
+						t.Fatalf("after Record %d: %v", i, err)
+					}
+				}
+				inferred += a.Stats().Inferred
+				a.Finish()
+			}
+			t.Logf("%d Records, %d inferred messages", len(recs), inferred)
+		})
+	}
+}
