@@ -46,9 +46,11 @@ type Analyzer struct {
 	traceQ  []*traceGroup // the open traces in opening order (closeTraces)
 
 	settling []*rpc
-	expired  []*rpc // scratch for maintain
-	born     uint64 // RPCs created so far: rpc.born
-	swept    int64  // trace time of the last full sweep
+	live     []liveRPC // the RPCs put in rpcs, unordered (expire)
+	gone     []*rpc    // RPCs finalized since the last sweep
+	expired  []*rpc    // scratch for maintain
+	born     uint64    // RPCs created so far: rpc.born
+	swept    int64     // trace time of the last full sweep
 	nodes    map[netip.Addr]uint32
 	names    map[uint32]string
 	nextEv   int
@@ -288,7 +290,7 @@ func (a *Analyzer) tagged(h *halfConn, t *decode.RequestTag, seq uint32, at int6
 		a.stats.Inferred--
 		if p := m.owner; p != nil && p.id == 0 {
 			// The placeholder RPC waiting for an ID is replaced.
-			p.finalized = true
+			a.retire(p)
 			p.req, p.resp = nil, nil
 			a.stats.RPCs--
 			a.detachOpen(p)
@@ -311,7 +313,7 @@ func (a *Analyzer) tagged(h *halfConn, t *decode.RequestTag, seq uint32, at int6
 			x := h.msgs[i]
 			m.absorb(x)
 			if x.owner != nil {
-				x.owner.finalized = true
+				a.retire(x.owner)
 				a.stats.RPCs--
 				a.stats.Inferred--
 				a.detachOpen(x.owner)
@@ -408,6 +410,7 @@ func (a *Analyzer) identify(m *message, t *decode.RequestTag) {
 			a.born++
 			p = &rpc{key: key, id: t.RPCID, trace: t.TraceID, c: m.hc.c, born: a.born}
 			a.rpcs[key] = p
+			a.track(p)
 			m.hc.c.open = append(m.hc.c.open, p)
 			a.stats.RPCs++
 		}
@@ -448,6 +451,7 @@ func (a *Analyzer) adopt(m *message, at int64) {
 		a.born++
 		p := &rpc{key: key, c: m.hc.c, req: m, active: at, born: a.born}
 		a.rpcs[key] = p
+		a.track(p)
 		m.hc.c.open = append(m.hc.c.open, p)
 		m.owner = p
 		a.stats.RPCs++
@@ -478,17 +482,7 @@ func (a *Analyzer) maintain(final bool) {
 	// samples, a response's head-of-line wait reads what the previous RPC
 	// on its connection left): expired RPCs go in the order they were
 	// created, not in map order, so that every run gives the same result.
-	expired := a.expired[:0]
-	for k, p := range a.rpcs {
-		if p.finalized {
-			delete(a.rpcs, k)
-			continue
-		}
-		if final || p.active+window <= a.now {
-			expired = append(expired, p)
-			delete(a.rpcs, k)
-		}
-	}
+	expired := a.expire(final, window)
 	slices.SortFunc(expired, func(x, y *rpc) int { return cmp.Compare(x.born, y.born) })
 	for i, p := range expired {
 		a.finalize(p)

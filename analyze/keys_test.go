@@ -11,7 +11,7 @@ import (
 )
 
 // keysInSync reports the first open message whose mirrored key differs
-// from the message itself.
+// from the message itself, or the first RPC the sweep would miss.
 func (a *Analyzer) keysInSync() error {
 	for f, h := range a.halves {
 		if len(h.keys) != len(h.msgs) {
@@ -21,6 +21,17 @@ func (a *Analyzer) keysInSync() error {
 			if got, want := h.keys[i], keyOf(m); got != want {
 				return fmt.Errorf("direction %v, message %d: key %+v, message says %+v", f, i, got, want)
 			}
+		}
+	}
+	// The sweep finds expired RPCs through a.live instead of the map:
+	// every RPC in the map must be on it, under a lower bound of its
+	// activity.
+	for k, p := range a.rpcs {
+		if p.live < 0 || p.live >= len(a.live) || a.live[p.live].p != p {
+			return fmt.Errorf("RPC %+v in the map is not on the sweep's list", k)
+		}
+		if a.live[p.live].active > p.active {
+			return fmt.Errorf("RPC %+v: the sweep's bound %d is after its activity %d", k, a.live[p.live].active, p.active)
 		}
 	}
 	return nil
