@@ -46,11 +46,12 @@ type Analyzer struct {
 	traceQ  []*traceGroup // the open traces in opening order (closeTraces)
 
 	settling []*rpc
-	live     []liveRPC // the RPCs put in rpcs, unordered (expire)
-	gone     []*rpc    // RPCs finalized since the last sweep
-	expired  []*rpc    // scratch for maintain
-	born     uint64    // RPCs created so far: rpc.born
-	swept    int64     // trace time of the last full sweep
+	live     []liveRPC   // the RPCs put in rpcs, unordered (expire)
+	gone     []*rpc      // RPCs finalized since the last sweep
+	drained  []*bufState // the buffers in buffers that have a drainState (closeTrace)
+	expired  []*rpc      // scratch for maintain
+	born     uint64      // RPCs created so far: rpc.born
+	swept    int64       // trace time of the last full sweep
 	nodes    map[netip.Addr]uint32
 	names    map[uint32]string
 	nextEv   int
@@ -379,11 +380,8 @@ func (a *Analyzer) identify(m *message, t *decode.RequestTag) {
 	// RPC among them without hashing a 56-byte key.
 	var p *rpc
 	if t.RPCID != 0 {
-		for _, q := range m.hc.c.open {
-			if q.id == t.RPCID {
-				p = q
-				break
-			}
+		if i := slices.Index(m.hc.c.ids, t.RPCID); i >= 0 {
+			p = m.hc.c.open[i]
 		}
 	}
 	key := rpcKey{conn: canonical(m.hc.flow), id: t.RPCID}
@@ -394,11 +392,12 @@ func (a *Analyzer) identify(m *message, t *decode.RequestTag) {
 		// An RPC whose request start was missed waits on the connection
 		// with ID 0; the response's tag names it.
 		if t.Kind == decode.MessageResponse {
-			for _, q := range m.hc.c.open {
+			for i, q := range m.hc.c.open {
 				if q.id == 0 && q.resp == nil && q.req != nil && q.req.hc != m.hc {
 					p = q
 					delete(a.rpcs, q.key)
 					q.key, q.id, q.trace = key, t.RPCID, t.TraceID
+					m.hc.c.ids[i] = q.id
 					q.req.rpcID, q.req.traceID = t.RPCID, t.TraceID
 					q.req.hc.sync(q.req)
 					a.rpcs[key] = q
@@ -411,7 +410,7 @@ func (a *Analyzer) identify(m *message, t *decode.RequestTag) {
 			p = &rpc{key: key, id: t.RPCID, trace: t.TraceID, c: m.hc.c, born: a.born}
 			a.rpcs[key] = p
 			a.track(p)
-			m.hc.c.open = append(m.hc.c.open, p)
+			m.hc.c.add(p)
 			a.stats.RPCs++
 		}
 	}
@@ -452,7 +451,7 @@ func (a *Analyzer) adopt(m *message, at int64) {
 		p := &rpc{key: key, c: m.hc.c, req: m, active: at, born: a.born}
 		a.rpcs[key] = p
 		a.track(p)
-		m.hc.c.open = append(m.hc.c.open, p)
+		m.hc.c.add(p)
 		m.owner = p
 		a.stats.RPCs++
 	}
@@ -504,6 +503,7 @@ func (a *Analyzer) maintain(final bool) {
 			delete(a.buffers, id)
 		}
 	}
+	a.drained = slices.DeleteFunc(a.drained, func(b *bufState) bool { return a.buffers[b.id] != b })
 }
 
 // closeTraces closes the end-user requests that have been idle for

@@ -304,6 +304,7 @@ func (a *Analyzer) drainedSlowly(b *bufState, r *decode.Record, enter, at int64,
 	if d == nil {
 		d = &drainState{}
 		b.drain = d
+		a.drained = append(a.drained, b)
 	}
 	a.settleDrains(b, false)
 	res := at - enter

@@ -90,6 +90,16 @@ func (s *byteSeries) prune(before int64) {
 // still open on it.
 type conn struct {
 	open []*rpc
+	// ids[i] is open[i].id: a new tag looks for its RPC among hundreds of
+	// open ones (those whose response never completes wait a window),
+	// and loading each would miss the cache.
+	ids []uint64
+}
+
+// add puts p on the connection's open RPCs.
+func (c *conn) add(p *rpc) {
+	c.open = append(c.open, p)
+	c.ids = append(c.ids, p.id)
 }
 
 // halfConn is one direction of a TCP connection.

@@ -11,11 +11,20 @@ import (
 )
 
 // keysInSync reports the first open message whose mirrored key differs
-// from the message itself, or the first RPC the sweep would miss.
+// from the message itself, an open RPC whose mirrored ID differs from
+// its own, or the first RPC the sweep would miss.
 func (a *Analyzer) keysInSync() error {
 	for f, h := range a.halves {
 		if len(h.keys) != len(h.msgs) {
 			return fmt.Errorf("direction %v: %d keys for %d messages", f, len(h.keys), len(h.msgs))
+		}
+		if len(h.c.ids) != len(h.c.open) {
+			return fmt.Errorf("direction %v: %d IDs for %d open RPCs", f, len(h.c.ids), len(h.c.open))
+		}
+		for i, p := range h.c.open {
+			if h.c.ids[i] != p.id {
+				return fmt.Errorf("direction %v, open RPC %d: ID %d mirrored as %d", f, i, p.id, h.c.ids[i])
+			}
 		}
 		for i, m := range h.msgs {
 			if got, want := h.keys[i], keyOf(m); got != want {

@@ -113,11 +113,9 @@ func (p *rpc) done(a *Analyzer, at int64) {
 }
 
 func (a *Analyzer) detachOpen(p *rpc) {
-	for i, q := range p.c.open {
-		if q == p {
-			p.c.open = append(p.c.open[:i], p.c.open[i+1:]...)
-			break
-		}
+	if i := slices.Index(p.c.open, p); i >= 0 {
+		p.c.open = slices.Delete(p.c.open, i, i+1)
+		p.c.ids = slices.Delete(p.c.ids, i, i+1)
 	}
 }
 
