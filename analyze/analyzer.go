@@ -46,9 +46,12 @@ type Analyzer struct {
 	traceQ  []*traceGroup // the open traces in opening order (closeTraces)
 
 	settling []*rpc
-	expired  []*rpc // scratch for maintain
-	born     uint64 // RPCs created so far: rpc.born
-	swept    int64  // trace time of the last full sweep
+	live     []liveRPC   // the RPCs put in rpcs, unordered (expire)
+	gone     []*rpc      // RPCs finalized since the last sweep
+	drained  []*bufState // the buffers in buffers that have a drainState (closeTrace)
+	expired  []*rpc      // scratch for maintain
+	born     uint64      // RPCs created so far: rpc.born
+	swept    int64       // trace time of the last full sweep
 	nodes    map[netip.Addr]uint32
 	names    map[uint32]string
 	nextEv   int
@@ -217,7 +220,7 @@ func (a *Analyzer) duplicate(r *decode.Record) {
 	if h == nil {
 		return
 	}
-	if m := h.find(r.DSACKLeft); m != nil && m.spurious < m.rtxSegs {
+	if m, _ := h.find(r.DSACKLeft); m != nil && m.spurious < m.rtxSegs {
 		m.spurious++
 	}
 }
@@ -254,7 +257,7 @@ func (a *Analyzer) segment(r *decode.Record, o *obs) {
 	if r.HasTag && (r.Tag.Kind == decode.MessageRequest || r.Tag.Kind == decode.MessageResponse) {
 		m = a.tagged(h, &r.Tag, seq, o.at)
 	} else {
-		m = h.find(seq)
+		m, _ = h.find(seq)
 		if m == nil {
 			if n == 0 {
 				return
@@ -284,24 +287,26 @@ func (a *Analyzer) segment(r *decode.Record, o *obs) {
 // carrying the ID is the message start.
 func (a *Analyzer) tagged(h *halfConn, t *decode.RequestTag, seq uint32, at int64) *message {
 	h.role = t.Kind
-	for i := len(h.msgs) - 1; i >= 0; i-- {
-		m := h.msgs[i]
-		if m.rpcID == t.RPCID && m.kind == t.Kind && !m.inferred {
+	for i := len(h.keys) - 1; i >= 0; i-- {
+		if k := &h.keys[i]; k.rpcID == t.RPCID && k.kind == t.Kind && !k.inferred {
+			m := h.msgs[i]
 			if seqAfter(m.start, seq) {
 				m.rebase(seq, t.MessageLength)
+				*k = keyOf(m)
 			}
 			return m
 		}
 	}
 	// A message inferred from its later segments gets its identity now.
-	if m := h.find(seq); m != nil && m.inferred && m.start == seq {
+	if m, i := h.find(seq); m != nil && m.inferred && m.start == seq {
 		m.inferred = false
 		m.length = t.MessageLength
 		m.rpcID, m.traceID = t.RPCID, t.TraceID
+		h.keys[i] = keyOf(m)
 		a.stats.Inferred--
 		if p := m.owner; p != nil && p.id == 0 {
 			// The placeholder RPC waiting for an ID is replaced.
-			p.finalized = true
+			a.retire(p)
 			p.req, p.resp = nil, nil
 			a.stats.RPCs--
 			a.detachOpen(p)
@@ -319,17 +324,17 @@ func (a *Analyzer) tagged(h *halfConn, t *decode.RequestTag, seq uint32, at int6
 	// Segments of this message seen before its tag (reports are written
 	// after the packets they describe, so they may come first) made an
 	// inferred message inside its range: fold it in.
-	for i := 0; i < len(h.msgs); i++ {
-		x := h.msgs[i]
-		if x.inferred && m.contains(x.start) {
+	for i := 0; i < len(h.keys); i++ {
+		if k := &h.keys[i]; k.inferred && m.contains(k.start) {
+			x := h.msgs[i]
 			m.absorb(x)
 			if x.owner != nil {
-				x.owner.finalized = true
+				a.retire(x.owner)
 				a.stats.RPCs--
 				a.stats.Inferred--
 				a.detachOpen(x.owner)
 			}
-			h.msgs = append(h.msgs[:i], h.msgs[i+1:]...)
+			h.drop(i)
 			i--
 		}
 	}
@@ -390,11 +395,8 @@ func (a *Analyzer) identify(m *message, t *decode.RequestTag) {
 	// RPC among them without hashing a 56-byte key.
 	var p *rpc
 	if t.RPCID != 0 {
-		for _, q := range m.hc.c.open {
-			if q.id == t.RPCID {
-				p = q
-				break
-			}
+		if i := slices.Index(m.hc.c.ids, t.RPCID); i >= 0 {
+			p = m.hc.c.open[i]
 		}
 	}
 	key := rpcKey{conn: canonical(m.hc.flow), id: t.RPCID}
@@ -405,12 +407,14 @@ func (a *Analyzer) identify(m *message, t *decode.RequestTag) {
 		// An RPC whose request start was missed waits on the connection
 		// with ID 0; the response's tag names it.
 		if t.Kind == decode.MessageResponse {
-			for _, q := range m.hc.c.open {
+			for i, q := range m.hc.c.open {
 				if q.id == 0 && q.resp == nil && q.req != nil && q.req.hc != m.hc {
 					p = q
 					delete(a.rpcs, q.key)
 					q.key, q.id, q.trace = key, t.RPCID, t.TraceID
+					m.hc.c.ids[i] = q.id
 					q.req.rpcID, q.req.traceID = t.RPCID, t.TraceID
+					q.req.hc.sync(q.req)
 					a.rpcs[key] = q
 					break
 				}
@@ -420,7 +424,8 @@ func (a *Analyzer) identify(m *message, t *decode.RequestTag) {
 			a.born++
 			p = &rpc{key: key, id: t.RPCID, trace: t.TraceID, c: m.hc.c, born: a.born}
 			a.rpcs[key] = p
-			m.hc.c.open = append(m.hc.c.open, p)
+			a.track(p)
+			m.hc.c.add(p)
 			a.stats.RPCs++
 		}
 	}
@@ -451,6 +456,7 @@ func (a *Analyzer) adopt(m *message, at int64) {
 			if p.resp == nil && p.req != nil && p.req.hc != m.hc {
 				p.resp, m.owner = m, p
 				m.rpcID, m.traceID = p.id, p.trace
+				m.hc.sync(m)
 				return
 			}
 		}
@@ -459,7 +465,8 @@ func (a *Analyzer) adopt(m *message, at int64) {
 		a.born++
 		p := &rpc{key: key, c: m.hc.c, req: m, active: at, born: a.born}
 		a.rpcs[key] = p
-		m.hc.c.open = append(m.hc.c.open, p)
+		a.track(p)
+		m.hc.c.add(p)
 		m.owner = p
 		a.stats.RPCs++
 	}
@@ -489,17 +496,7 @@ func (a *Analyzer) maintain(final bool) {
 	// samples, a response's head-of-line wait reads what the previous RPC
 	// on its connection left): expired RPCs go in the order they were
 	// created, not in map order, so that every run gives the same result.
-	expired := a.expired[:0]
-	for k, p := range a.rpcs {
-		if p.finalized {
-			delete(a.rpcs, k)
-			continue
-		}
-		if final || p.active+window <= a.now {
-			expired = append(expired, p)
-			delete(a.rpcs, k)
-		}
-	}
+	expired := a.expire(final, window)
 	slices.SortFunc(expired, func(x, y *rpc) int { return cmp.Compare(x.born, y.born) })
 	for i, p := range expired {
 		a.finalize(p)
@@ -521,6 +518,7 @@ func (a *Analyzer) maintain(final bool) {
 			delete(a.buffers, id)
 		}
 	}
+	a.drained = slices.DeleteFunc(a.drained, func(b *bufState) bool { return a.buffers[b.id] != b })
 }
 
 // closeTraces closes the end-user requests that have been idle for

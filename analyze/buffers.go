@@ -218,9 +218,9 @@ func (a *Analyzer) sendBlocked(r *decode.Record, id BufferID, at int64, ev Evide
 	if h == nil {
 		return
 	}
-	m := h.find(r.TCPSeq)
+	m, _ := h.find(r.TCPSeq)
 	if m == nil {
-		m = h.find(r.TCPSeq - 1)
+		m, _ = h.find(r.TCPSeq - 1)
 	}
 	if m == nil || !m.seen {
 		return
@@ -304,6 +304,7 @@ func (a *Analyzer) drainedSlowly(b *bufState, r *decode.Record, enter, at int64,
 	if d == nil {
 		d = &drainState{}
 		b.drain = d
+		a.drained = append(a.drained, b)
 	}
 	a.settleDrains(b, false)
 	res := at - enter

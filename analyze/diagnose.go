@@ -207,9 +207,9 @@ func (a *Analyzer) closeTrace(g *traceGroup) {
 	// ended, and then nothing more will arrive to wait for.
 	final := g.last+int64(a.opts.TraceIdle) > a.now
 	var pending []BufferID
-	for id, b := range a.buffers {
-		if b.drain != nil && len(b.drain.pending) > 0 {
-			pending = append(pending, id)
+	for _, b := range a.drained {
+		if len(b.drain.pending) > 0 && a.buffers[b.id] == b {
+			pending = append(pending, b.id)
 		}
 	}
 	// In a fixed order: settling opens events, and event IDs are output.

@@ -1,6 +1,8 @@
 package analyze
 
 import (
+	"slices"
+
 	"github.com/bufscope/bufscope/decode"
 )
 
@@ -88,6 +90,16 @@ func (s *byteSeries) prune(before int64) {
 // still open on it.
 type conn struct {
 	open []*rpc
+	// ids[i] is open[i].id: a new tag looks for its RPC among hundreds of
+	// open ones (those whose response never completes wait a window),
+	// and loading each would miss the cache.
+	ids []uint64
+}
+
+// add puts p on the connection's open RPCs.
+func (c *conn) add(p *rpc) {
+	c.open = append(c.open, p)
+	c.ids = append(c.ids, p.id)
 }
 
 // halfConn is one direction of a TCP connection.
@@ -95,6 +107,13 @@ type halfConn struct {
 	flow decode.Flow
 	c    *conn
 	msgs []*message // open messages, in sequence order
+	// keys[i] mirrors the identity and range of msgs[i]: the lookups run
+	// for every segment and tag scan this compact slice instead of
+	// loading each message, most of which are cold (RPCs whose response
+	// never completes stay open for a whole window, hundreds per
+	// direction). Whoever changes those fields of an open message calls
+	// sync.
+	keys []msgKey
 	// role is the message kind this direction carries, learned from tags.
 	role decode.MessageKind
 	// anchor is the sequence number just after the last message finalized,
@@ -117,39 +136,75 @@ type halfConn struct {
 	pathSince int64
 }
 
-// find returns the open message holding sequence number seq.
-func (h *halfConn) find(seq uint32) *message {
+// msgKey is the part of a message that finding it by sequence number
+// or by tag compares.
+type msgKey struct {
+	rpcID         uint64
+	start, length uint32
+	kind          decode.MessageKind
+	inferred      bool
+}
+
+func keyOf(m *message) msgKey {
+	return msgKey{rpcID: m.rpcID, start: m.start, length: m.length, kind: m.kind, inferred: m.inferred}
+}
+
+// contains is message.contains on the mirrored range.
+func (k *msgKey) contains(seq uint32) bool {
+	off := seq - k.start
+	if int32(off) < 0 {
+		return false
+	}
+	return k.length == 0 || off < k.length
+}
+
+// sync copies m's identity and range into its key after they changed;
+// m need not be open in h.
+func (h *halfConn) sync(m *message) {
 	for i := len(h.msgs) - 1; i >= 0; i-- {
-		m := h.msgs[i]
-		if m.contains(seq) {
-			return m
+		if h.msgs[i] == m {
+			h.keys[i] = keyOf(m)
+			return
 		}
 	}
-	return nil
+}
+
+// find returns the open message holding sequence number seq, and its
+// index in h.msgs (-1 if none).
+func (h *halfConn) find(seq uint32) (*message, int) {
+	for i := len(h.keys) - 1; i >= 0; i-- {
+		if h.keys[i].contains(seq) {
+			return h.msgs[i], i
+		}
+	}
+	return nil, -1
 }
 
 func (h *halfConn) insert(m *message) {
-	i := len(h.msgs)
-	for i > 0 && seqAfter(h.msgs[i-1].start, m.start) {
+	i := len(h.keys)
+	for i > 0 && seqAfter(h.keys[i-1].start, m.start) {
 		i--
 	}
-	h.msgs = append(h.msgs, nil)
-	copy(h.msgs[i+1:], h.msgs[i:])
-	h.msgs[i] = m
+	h.msgs = slices.Insert(h.msgs, i, m)
+	h.keys = slices.Insert(h.keys, i, keyOf(m))
 	// A message with unknown length ends where the next one starts.
 	if i > 0 {
-		if p := h.msgs[i-1]; p.length == 0 && seqAfter(m.start, p.start) {
-			p.length = m.start - p.start
+		if k := &h.keys[i-1]; k.length == 0 && seqAfter(m.start, k.start) {
+			k.length = m.start - k.start
+			h.msgs[i-1].length = k.length
 		}
 	}
 }
 
+// drop removes the open message at index i.
+func (h *halfConn) drop(i int) {
+	h.msgs = slices.Delete(h.msgs, i, i+1)
+	h.keys = slices.Delete(h.keys, i, i+1)
+}
+
 func (h *halfConn) remove(m *message) {
-	for i, x := range h.msgs {
-		if x == m {
-			h.msgs = append(h.msgs[:i], h.msgs[i+1:]...)
-			break
-		}
+	if i := slices.Index(h.msgs, m); i >= 0 {
+		h.drop(i)
 	}
 	h.lastTail = max(h.lastTail, m.end())
 	end := m.start + m.hi

@@ -82,6 +82,9 @@ func FuzzFeed(f *testing.F) {
 		a := New(Options{SLO: time.Millisecond, BaselineMin: 2, Window: time.Second, TraceIdle: 10 * time.Millisecond})
 		for i := range recs {
 			a.Feed(&recs[i])
+			if err := a.keysInSync(); err != nil {
+				t.Fatalf("after Record %d: %v", i, err)
+			}
 		}
 		res := a.Finish()
 		if res.Stats.Records != int64(len(recs)) {

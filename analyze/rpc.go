@@ -25,6 +25,81 @@ type rpc struct {
 	doneAt    int64
 	finalized bool
 	born      uint64 // creation order, for a deterministic finalization order
+	live      int    // index in Analyzer.live, -1 once out of it
+}
+
+// liveRPC is an RPC the sweep has to look at, with a lower bound of its
+// last activity: activity only moves forward, so an entry whose bound
+// is within the window cannot have expired and is passed over without
+// loading the RPC (most are cold, thousands of them at each sweep).
+type liveRPC struct {
+	p      *rpc
+	active int64
+}
+
+// track puts a new RPC, just stored in a.rpcs, on the sweep's list.
+func (a *Analyzer) track(p *rpc) {
+	p.live = len(a.live)
+	a.live = append(a.live, liveRPC{p: p, active: p.active})
+}
+
+// untrack takes p off the sweep's list: the last entry takes its place.
+func (a *Analyzer) untrack(p *rpc) {
+	i := p.live
+	if i < 0 {
+		return
+	}
+	n := len(a.live) - 1
+	if i != n {
+		a.live[i] = a.live[n]
+		a.live[i].p.live = i
+	}
+	a.live[n] = liveRPC{}
+	a.live = a.live[:n]
+	p.live = -1
+}
+
+// retire marks p finalized; the sweep removes it from a.rpcs.
+func (a *Analyzer) retire(p *rpc) {
+	p.finalized = true
+	a.gone = append(a.gone, p)
+}
+
+// expire removes from a.rpcs the RPCs finalized since the last sweep and
+// those idle for window (all open ones if final), and returns the latter
+// in no particular order. It does what one pass over the map did, deleting
+// every finalized entry and taking every expired one, without loading
+// each open RPC at every sweep.
+func (a *Analyzer) expire(final bool, window int64) []*rpc {
+	expired := a.expired[:0]
+	for i, p := range a.gone {
+		if q, ok := a.rpcs[p.key]; ok && q == p {
+			delete(a.rpcs, p.key)
+		}
+		a.untrack(p)
+		a.gone[i] = nil
+	}
+	a.gone = a.gone[:0]
+	// Descending, so that the entry untrack moves into i was seen already.
+	for i := len(a.live) - 1; i >= 0; i-- {
+		e := &a.live[i]
+		if !final && e.active+window > a.now {
+			continue
+		}
+		p := e.p
+		e.active = p.active
+		if !final && p.active+window > a.now {
+			continue
+		}
+		// An RPC no longer in the map (another took its key) was never
+		// swept by the map pass either.
+		if q, ok := a.rpcs[p.key]; ok && q == p {
+			expired = append(expired, p)
+			delete(a.rpcs, p.key)
+		}
+		a.untrack(p)
+	}
+	return expired
 }
 
 // done marks the response complete; the RPC is finalized once later
@@ -38,11 +113,9 @@ func (p *rpc) done(a *Analyzer, at int64) {
 }
 
 func (a *Analyzer) detachOpen(p *rpc) {
-	for i, q := range p.c.open {
-		if q == p {
-			p.c.open = append(p.c.open[:i], p.c.open[i+1:]...)
-			break
-		}
+	if i := slices.Index(p.c.open, p); i >= 0 {
+		p.c.open = slices.Delete(p.c.open, i, i+1)
+		p.c.ids = slices.Delete(p.c.ids, i, i+1)
 	}
 }
 
@@ -61,7 +134,7 @@ func (a *Analyzer) finalize(p *rpc) {
 	if p.finalized {
 		return
 	}
-	p.finalized = true
+	a.retire(p)
 	// The previous message in the response's direction: while it was
 	// still in transit, the response queued behind it in the server's
 	// send buffer (head-of-line), which is not the application's time.

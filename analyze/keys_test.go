@@ -1,0 +1,88 @@
+package analyze
+
+import (
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/bufscope/bufscope/capture"
+	"github.com/bufscope/bufscope/decode"
+)
+
+// keysInSync reports the first open message whose mirrored key differs
+// from the message itself, an open RPC whose mirrored ID differs from
+// its own, or the first RPC the sweep would miss.
+func (a *Analyzer) keysInSync() error {
+	for f, h := range a.halves {
+		if len(h.keys) != len(h.msgs) {
+			return fmt.Errorf("direction %v: %d keys for %d messages", f, len(h.keys), len(h.msgs))
+		}
+		if len(h.c.ids) != len(h.c.open) {
+			return fmt.Errorf("direction %v: %d IDs for %d open RPCs", f, len(h.c.ids), len(h.c.open))
+		}
+		for i, p := range h.c.open {
+			if h.c.ids[i] != p.id {
+				return fmt.Errorf("direction %v, open RPC %d: ID %d mirrored as %d", f, i, p.id, h.c.ids[i])
+			}
+		}
+		for i, m := range h.msgs {
+			if got, want := h.keys[i], keyOf(m); got != want {
+				return fmt.Errorf("direction %v, message %d: key %+v, message says %+v", f, i, got, want)
+			}
+		}
+	}
+	// The sweep finds expired RPCs through a.live instead of the map:
+	// every RPC in the map must be on it, under a lower bound of its
+	// activity.
+	for k, p := range a.rpcs {
+		if p.live < 0 || p.live >= len(a.live) || a.live[p.live].p != p {
+			return fmt.Errorf("RPC %+v in the map is not on the sweep's list", k)
+		}
+		if a.live[p.live].active > p.active {
+			return fmt.Errorf("RPC %+v: the sweep's bound %d is after its activity %d", k, a.live[p.live].active, p.active)
+		}
+	}
+	return nil
+}
+
+// TestMessageKeysStayInSync feeds every fixture Record by Record and
+// checks after each one that the keys the lookups scan still mirror the
+// open messages: a message whose identity or range changed without a
+// sync would be found (or missed) by stale values. The small window and
+// TraceIdle make messages be finalized, recycled and reused meanwhile.
+func TestMessageKeysStayInSync(t *testing.T) {
+	files, _ := filepath.Glob(filepath.Join("..", "fixtures", "*.trace.zst"))
+	if len(files) == 0 {
+		t.Skip("no fixtures/*.trace.zst: record them with `bufscope lab run` (docs/lab.md)")
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			rr, err := decode.OpenRecords(f, capture.ReaderOptions{}, decode.DecoderOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			recs, err := decode.ReadAll(rr)
+			rr.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			inferred := int64(0)
+			for _, opts := range []Options{
+				{SLO: 20 * time.Millisecond},
+				{SLO: 20 * time.Millisecond, Window: 2 * time.Second, TraceIdle: 100 * time.Millisecond},
+			} {
+				a := New(opts)
+				for i := range recs {
+					a.Feed(&recs[i])
+					if err := a.keysInSync(); err != nil {
+						t.Fatalf("after Record %d: %v", i, err)
+					}
+				}
+				inferred += a.Stats().Inferred
+				a.Finish()
+			}
+			t.Logf("%d Records, %d inferred messages", len(recs), inferred)
+		})
+	}
+}
