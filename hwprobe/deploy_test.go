@@ -133,11 +133,32 @@ func qdiscs(t *testing.T, ns string) string {
 	return string(out)
 }
 
+// droppingShaper puts a 10 Mbit/s tbf in front of a 3000-byte bfifo on
+// dev in ns: a bulk transfer through it queues and is tail-dropped.
+func droppingShaper(t *testing.T, ns, dev string) {
+	t.Helper()
+	montest.Tc(t, ns, "qdisc", "add", "dev", dev, "root", "handle", "1:", "tbf", "rate", "10mbit", "burst", "5k", "latency", "200ms")
+	montest.Tc(t, ns, "qdisc", "add", "dev", dev, "parent", "1:1", "handle", "10:", "bfifo", "limit", "3000")
+}
+
+// collectorIn opens a UDP collector socket on ip inside ns, closed when
+// the test ends.
+func collectorIn(t *testing.T, ns, ip string) *net.UDPConn {
+	t.Helper()
+	var col *net.UDPConn
+	montest.In(t, ns, func() error {
+		var err error
+		col, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(ip)})
+		return err
+	})
+	t.Cleanup(func() { col.Close() })
+	return col
+}
+
 func TestDeployExportsAndLeavesNothingBehind(t *testing.T) {
 	montest.RequireRoot(t)
 	p := montest.NewPair(t)
-	montest.Tc(t, p.Client.NS, "qdisc", "add", "dev", p.Client.Dev, "root", "handle", "1:", "tbf", "rate", "10mbit", "burst", "5k", "latency", "200ms")
-	montest.Tc(t, p.Client.NS, "qdisc", "add", "dev", p.Client.Dev, "parent", "1:1", "handle", "10:", "bfifo", "limit", "3000")
+	droppingShaper(t, p.Client.NS, p.Client.Dev)
 	cg := filepath.Join(cgroup2Root(t), fmt.Sprintf("bst-deploy-%d", os.Getpid()))
 	if err := os.Mkdir(cg, 0o755); err != nil {
 		t.Fatal(err)
@@ -283,15 +304,8 @@ func TestDeployCollectorInsideNetns(t *testing.T) {
 	p := montest.NewPair(t)
 	// The collector lives in the server namespace, reachable only from the
 	// client namespace over the veth: the host namespace has no route.
-	var col *net.UDPConn
-	montest.In(t, p.Server.NS, func() error {
-		var err error
-		col, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(p.Server.IP)})
-		return err
-	})
-	defer col.Close()
-	montest.Tc(t, p.Client.NS, "qdisc", "add", "dev", p.Client.Dev, "root", "handle", "1:", "tbf", "rate", "10mbit", "burst", "5k", "latency", "200ms")
-	montest.Tc(t, p.Client.NS, "qdisc", "add", "dev", p.Client.Dev, "parent", "1:1", "handle", "10:", "bfifo", "limit", "3000")
+	col := collectorIn(t, p.Server.NS, p.Server.IP)
+	droppingShaper(t, p.Client.NS, p.Client.Dev)
 
 	d, err := hwprobe.Deploy(hwprobe.DeployOptions{Target: "linux", Netns: p.Client.NS, CollectorInNetns: true, Collector: col.LocalAddr().String()})
 	if errors.Is(err, ebpf.ErrNotSupported) {
@@ -342,15 +356,8 @@ func must[T any](v T, _ error) T { return v }
 func TestDeployOneForSeveralNamespaces(t *testing.T) {
 	montest.RequireRoot(t)
 	c := montest.NewChain(t)
-	var col *net.UDPConn
-	montest.In(t, c.Server.NS, func() error {
-		var err error
-		col, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(c.Server.IP)})
-		return err
-	})
-	defer col.Close()
-	montest.Tc(t, c.Router.NS, "qdisc", "add", "dev", c.Router.Dev, "root", "handle", "1:", "tbf", "rate", "10mbit", "burst", "5k", "latency", "200ms")
-	montest.Tc(t, c.Router.NS, "qdisc", "add", "dev", c.Router.Dev, "parent", "1:1", "handle", "10:", "bfifo", "limit", "3000")
+	col := collectorIn(t, c.Server.NS, c.Server.IP)
+	droppingShaper(t, c.Router.NS, c.Router.Dev)
 
 	const clientID, routerID = 101, 2001
 	d, err := hwprobe.Deploy(hwprobe.DeployOptions{Target: "linux", CollectorInNetns: true, Collector: col.LocalAddr().String(),
