@@ -155,6 +155,27 @@ func collectorIn(t *testing.T, ns, ip string) *net.UDPConn {
 	return col
 }
 
+// runDuringTransfer runs d while a client in cns pushes n bytes to a sink
+// at sip in sns, lets the exporter flush for 100 ms, then stops d and
+// fails t if its run failed.
+func runDuringTransfer(t *testing.T, d *hwprobe.Deployment, cns, sns, sip string, n int, limit time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	runErr := make(chan error, 1)
+	go func() { runErr <- d.Run(ctx) }()
+	ln := montest.Listen(t, sns, sip)
+	got := montest.Sink(t, ln, 0)
+	c := montest.Dial(t, cns, ln.Addr(), montest.DialOptions{})
+	montest.Push(t, c, n, time.Now().Add(limit))
+	c.CloseWrite()
+	<-got
+	time.Sleep(100 * time.Millisecond)
+	cancel()
+	if err := <-runErr; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+}
+
 func TestDeployExportsAndLeavesNothingBehind(t *testing.T) {
 	montest.RequireRoot(t)
 	p := montest.NewPair(t)
@@ -207,21 +228,7 @@ func TestDeployExportsAndLeavesNothingBehind(t *testing.T) {
 			t.Errorf("description lacks %q:\n%s", want, desc.String())
 		}
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	runErr := make(chan error, 1)
-	go func() { runErr <- d.Run(ctx) }()
-
-	ln := montest.Listen(t, p.Server.NS, p.Server.IP)
-	got := montest.Sink(t, ln, 0)
-	c := montest.Dial(t, p.Client.NS, ln.Addr(), montest.DialOptions{})
-	montest.Push(t, c, 128<<10, time.Now().Add(20*time.Second))
-	c.CloseWrite()
-	<-got
-	time.Sleep(100 * time.Millisecond)
-	cancel()
-	if err := <-runErr; err != nil {
-		t.Fatalf("run: %v", err)
-	}
+	runDuringTransfer(t, d, p.Client.NS, p.Server.NS, p.Server.IP, 128<<10, 20*time.Second)
 	counters, err := d.Counters()
 	if err != nil {
 		t.Fatal(err)
@@ -320,20 +327,7 @@ func TestDeployCollectorInsideNetns(t *testing.T) {
 	if !strings.Contains(desc.String(), "from inside /var/run/netns/"+p.Client.NS) {
 		t.Errorf("description does not say where the socket is:\n%s", desc.String())
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	runErr := make(chan error, 1)
-	go func() { runErr <- d.Run(ctx) }()
-	ln := montest.Listen(t, p.Server.NS, p.Server.IP)
-	got := montest.Sink(t, ln, 0)
-	c := montest.Dial(t, p.Client.NS, ln.Addr(), montest.DialOptions{})
-	montest.Push(t, c, 128<<10, time.Now().Add(20*time.Second))
-	c.CloseWrite()
-	<-got
-	time.Sleep(100 * time.Millisecond)
-	cancel()
-	if err := <-runErr; err != nil {
-		t.Fatal(err)
-	}
+	runDuringTransfer(t, d, p.Client.NS, p.Server.NS, p.Server.IP, 128<<10, 20*time.Second)
 	col.SetReadDeadline(time.Now().Add(2 * time.Second))
 	buf := make([]byte, 65536)
 	n, err := col.Read(buf)
@@ -407,20 +401,7 @@ func TestDeployOneForSeveralNamespaces(t *testing.T) {
 			pkts <- p
 		}
 	}()
-	ctx, cancel := context.WithCancel(context.Background())
-	runErr := make(chan error, 1)
-	go func() { runErr <- d.Run(ctx) }()
-	ln := montest.Listen(t, c.Server.NS, c.Server.IP)
-	got := montest.Sink(t, ln, 0)
-	conn := montest.Dial(t, c.Client.NS, ln.Addr(), montest.DialOptions{})
-	montest.Push(t, conn, 512<<10, time.Now().Add(30*time.Second))
-	conn.CloseWrite()
-	<-got
-	time.Sleep(100 * time.Millisecond)
-	cancel()
-	if err := <-runErr; err != nil {
-		t.Fatal(err)
-	}
+	runDuringTransfer(t, d, c.Client.NS, c.Server.NS, c.Server.IP, 512<<10, 30*time.Second)
 	byNode := map[uint32]int{}
 	for p := range pkts {
 		byNode[p.node]++
