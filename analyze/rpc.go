@@ -286,20 +286,16 @@ func (a *Analyzer) direction(out []Element, dir string, m *message) []Element {
 		})
 		held += int64(b.maxRes)
 	}
-	// Retransmissions that were all spurious lost nothing: their wait is
-	// the late original's time on the wire, not a retransmission wait.
-	lossless := m.lossless()
-	if m.rtxWait > 0 && !lossless {
-		id := BufferID{Kind: ElemRetransmit}
-		out = append(out, Element{Dir: dir, Kind: id.Kind.String(), Buffer: "retransmit-wait", Time: m.rtxWait, Start: m.firstOut, End: m.lastIn, id: id})
-	}
 	transfer := m.end() - m.firstOut
-	rtx := min(m.rtxWait, transfer)
-	if lossless {
-		rtx = 0
-	}
-	if m.rtxWait > 0 && !lossless {
-		out[len(out)-1].Time = rtx // a spurious retransmission did not delay the message
+	// The retransmission wait, bounded by the transfer (a spurious
+	// retransmission did not delay the message); none at all when every
+	// retransmission was spurious: nothing was lost, and the wait is the
+	// late original's time on the wire.
+	var rtx int64
+	if m.rtxWait > 0 && !m.lossless() {
+		rtx = min(m.rtxWait, transfer)
+		id := BufferID{Kind: ElemRetransmit}
+		out = append(out, Element{Dir: dir, Kind: id.Kind.String(), Buffer: "retransmit-wait", Time: rtx, Start: m.firstOut, End: m.lastIn, id: id})
 	}
 	wire := max(0, transfer-held-rtx)
 	id := BufferID{Kind: ElemWire}
