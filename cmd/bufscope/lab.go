@@ -29,6 +29,7 @@ type labOptions struct {
 	MsgFirst   bool   // --message-start-first-hop
 	BPFStats   bool   // bench: --bpf-stats
 	TaggerOnly bool
+	Bottleneck bool // bench: --bottleneck
 	Verbose    bool
 	Command    string   // the command line, recorded in the truth file
 	Agent      []string // argv prefix of `bufscope lab agent`; empty: this executable
@@ -175,7 +176,7 @@ func (o *labOptions) labRunOptions(fault string) (netlab.Options, error) {
 	}
 	lo := netlab.Options{Fault: fault, Params: o.Params, Output: o.Output, Overwrite: o.Overwrite, Command: o.Command,
 		Name: o.Name, Agent: agent, NoDeploy: o.NoDeploy, NoMirror: o.NoMirror, NoMessageStart: o.NoMsgStart,
-		MessageStartEvery: o.MsgEvery, MessageStartFirstHop: o.MsgFirst, BPFStats: o.BPFStats, TaggerOnly: o.TaggerOnly, Log: io.Discard}
+		MessageStartEvery: o.MsgEvery, MessageStartFirstHop: o.MsgFirst, BPFStats: o.BPFStats, TaggerOnly: o.TaggerOnly, Bottleneck: o.Bottleneck, Log: io.Discard}
 	if o.Verbose {
 		lo.Log = o.IO.ErrOut
 	}
@@ -330,11 +331,16 @@ bytes as a share of the traffic, collector CPU per 100k reports/s,
 stored bytes per request and the CPU of the exporter (this process).
 One deployment watches every node, as one host runs one set of monitors.
 --bpf-stats adds the kernel's run time of each eBPF program. --doc
-appends the results as markdown.`,
+appends the results as markdown. The share of the machine's CPU time that
+was busy shows whether the workload was bound by the CPUs (the lab's five
+nodes share them) or, with --bottleneck, by the link.`,
 		Example: `  sudo bufscope lab bench --duration 5s --runs 3 --doc docs/overhead.md
 
   # message starts of 1 RPC in 16, only where they leave the sender
-  sudo bufscope lab bench --message-start-every 16 --message-start-first-hop`,
+  sudo bufscope lab bench --message-start-every 16 --message-start-first-hop
+
+  # a workload bound by a 500 Mbit/s link instead of by the CPUs
+  sudo bufscope lab bench --bottleneck --link-rate 500mbit`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			opts.Command = commandLine(cmd)
@@ -351,6 +357,7 @@ appends the results as markdown.`,
 	bindMessageStart(f, opts)
 	f.BoolVar(&opts.TaggerOnly, "tagger-only", false, "deploy only the request tagger, no monitors (to attribute the cost)")
 	f.BoolVar(&opts.BPFStats, "bpf-stats", false, "turn on the kernel's BPF run time accounting and print each program's cost (adds a little to it)")
+	f.BoolVar(&opts.Bottleneck, "bottleneck", false, "shape the router's egress towards every host to --link-rate with a --queue-bytes FIFO: a workload bound by the link, not by the CPUs")
 	f.StringVar(&opts.Doc, "doc", "", "append a markdown section with the results to this file")
 	f.StringVar(&opts.Name, "name", "", "lab name (1-6 letters/digits; default from the PID)")
 	f.BoolVarP(&opts.Verbose, "verbose", "v", false, "print progress")

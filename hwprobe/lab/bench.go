@@ -49,6 +49,17 @@ type BenchPhase struct {
 	LoadMin, LoadMax float64
 	// PerRun is each run's completed requests per second, in run order.
 	PerRun []float64
+	// Busy sums each run's Result.MachineBusy; MachineBusy averages it.
+	Busy float64
+}
+
+// MachineBusy is the mean share of the machine's CPU time that was busy
+// during the phase's workloads.
+func (p BenchPhase) MachineBusy() float64 {
+	if p.Runs == 0 {
+		return 0
+	}
+	return p.Busy / float64(p.Runs)
 }
 
 // BPFTime is the summed run time of every program in BPF.
@@ -111,6 +122,7 @@ func Bench(ctx context.Context, o BenchOptions) (*BenchResult, error) {
 		ph.LoadMax = max(ph.LoadMax, load)
 		ph.Runs++
 		ph.SelfCPU += r.SelfCPU
+		ph.Busy += r.MachineBusy
 		ph.BPF = addProgramStats(ph.BPF, r.BPF)
 		ph.Elapsed += res.Params.Duration
 		ph.DataBytes += r.RouterBytes
@@ -227,6 +239,7 @@ func (b *BenchResult) WriteText(w io.Writer) {
 			tag = "with"
 		}
 		fmt.Fprintf(w, "%s.requests_per_s\t%.1f\n%s.p50\t%s\n%s.p99\t%s\n%s.p999\t%s\n", tag, ph.Throughput(), tag, ph.P50, tag, ph.P99, tag, ph.P999)
+		fmt.Fprintf(w, "%s.machine_busy_percent\t%.1f\n", tag, 100*ph.MachineBusy())
 	}
 	fmt.Fprintf(w, "throughput_loss_percent\t%.2f\n", b.throughputLoss())
 	fmt.Fprintf(w, "throughput_change_per_pair\t%s\n", b.pairSummary())
@@ -246,6 +259,14 @@ func (b *BenchResult) WriteText(w io.Writer) {
 
 func nsPerRun(st monitor.ProgramStat) float64 {
 	return float64(st.Runtime.Nanoseconds()) / float64(max(1, st.RunCount))
+}
+
+// bottleneck describes what bounds the workload besides the CPUs.
+func (b *BenchResult) bottleneck() string {
+	if !b.Opts.Bottleneck {
+		return "no shaper on the router (the entry's own faults aside)"
+	}
+	return fmt.Sprintf("router egress towards every host shaped to %s (tbf, %d-byte FIFO)", b.Params.LinkRate, b.Params.QueueBytes)
 }
 
 // messageStarts describes which message starts the deployment reported.
@@ -272,7 +293,7 @@ func (b *BenchResult) WriteMarkdown(w io.Writer, command string, when time.Time)
 	_, err := fmt.Fprintf(w, `
 ### Lab overhead run of %s
 
-Command: `+"`%s`"+`; workload %s, %d clients × %d servers, %d connections each, %d B requests, %d B responses, %s per run, %d runs per phase, alternating; one deployment for all nodes; message-start reports: %s. Machine: %d CPUs, 1-minute load average %.1f–%.1f before the runs.
+Command: `+"`%s`"+`; workload %s, %d clients × %d servers, %d connections each, %d B requests, %d B responses, %s per run, %d runs per phase, alternating; %s; one deployment for all nodes; message-start reports: %s. Machine: %d CPUs, 1-minute load average %.1f–%.1f before the runs.
 
 | measure | without deploy | with deploy | change |
 |---|---|---|---|
@@ -280,6 +301,7 @@ Command: `+"`%s`"+`; workload %s, %d clients × %d servers, %d connections each,
 | RPC latency p50 | %s | %s | |
 | RPC latency p99 | %s | %s | |
 | RPC latency p99.9 | %s | %s | |
+| machine CPU busy during the workload | %.0f%% | %.0f%% | |
 
 | measure | value |
 |---|---|
@@ -291,9 +313,10 @@ Command: `+"`%s`"+`; workload %s, %d clients × %d servers, %d connections each,
 | stored bytes per request (trace size / completed requests) | %.1f |
 | bench process CPU (exporter with deploy; runner alone without) | %s with, %s without: %.3f cores for the exporter |
 `, when.UTC().Format("2006-01-02 15:04 MST"), command, p.Mode, p.Clients, p.Servers, p.Concurrency, p.ReqBytes, p.RespBytes, p.Duration, b.With.Runs,
-		b.Opts.messageStarts(), runtime.NumCPU(), min(b.Without.LoadMin, b.With.LoadMin), max(b.Without.LoadMax, b.With.LoadMax),
+		b.bottleneck(), b.Opts.messageStarts(), runtime.NumCPU(), min(b.Without.LoadMin, b.With.LoadMin), max(b.Without.LoadMax, b.With.LoadMax),
 		b.Without.Throughput(), b.With.Throughput(), -b.throughputLoss(), b.pairSummary(),
 		b.Without.P50, b.With.P50, b.Without.P99, b.With.P99, b.Without.P999, b.With.P999,
+		100*b.Without.MachineBusy(), 100*b.With.MachineBusy(),
 		b.With.TagBytes, b.With.ReportBytes, b.With.ReportPkts, b.With.Reports, b.With.DataBytes, b.wireShare(),
 		b.With.CollectorCPU, float64(b.With.Reports)/b.With.Elapsed.Seconds(), b.cpuPer100k(), b.storedPerRequest(),
 		b.With.SelfCPU, b.Without.SelfCPU, (b.With.SelfCPU-b.Without.SelfCPU).Seconds()/b.With.Elapsed.Seconds())

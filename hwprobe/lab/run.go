@@ -65,6 +65,12 @@ type Options struct {
 	// TaggerOnly loads the request tagger but no monitors or exporters,
 	// to tell the tagger's cost from the monitors' in the overhead bench.
 	TaggerOnly bool
+	// Bottleneck shapes the router's egress towards every client and
+	// server at Params.LinkRate (a tbf in front of a Params.QueueBytes
+	// FIFO) before the fault's own setup: the workload is then bound by
+	// the link, as a production service is by its network or its work,
+	// instead of by the CPUs the lab's five nodes share.
+	Bottleneck bool
 }
 
 // Result is what Run produced.
@@ -87,6 +93,10 @@ type Result struct {
 	// SelfCPU is this process's user + system time during the workload:
 	// with deploy, mostly the exporter; without, the runner's idle cost.
 	SelfCPU time.Duration
+	// MachineBusy is the share of all the machine's CPU time that was
+	// busy during the workload (/proc/stat), whatever ran: near 1, the
+	// workload was bound by the CPUs.
+	MachineBusy float64
 }
 
 // runner is one run in progress.
@@ -246,6 +256,13 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 		}
 		r.clients[c.Name] = cfg
 	}
+	if r.opts.Bottleneck {
+		for _, n := range append(r.topo.ByRole(RoleClient), r.topo.ByRole(RoleServer)...) {
+			if err := r.shape(n.Name); err != nil {
+				return nil, fmt.Errorf("bottleneck towards %s: %w", n.Name, err)
+			}
+		}
+	}
 	if err := r.fault.setup(r); err != nil {
 		return nil, fmt.Errorf("fault %s: %w", r.fault.Name, err)
 	}
@@ -285,6 +302,7 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 
 	time.Sleep(time.Until(r.t0))
 	cpu0 := selfCPU()
+	busy0, total0 := cpuTicks()
 	actErr := make(chan error, 1)
 	go func() { actErr <- r.runActions(ctx) }()
 	var errs []error
@@ -295,6 +313,9 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 	}
 	res.Elapsed = time.Since(r.t0)
 	res.SelfCPU = selfCPU() - cpu0
+	if busy1, total1 := cpuTicks(); total1 > total0 {
+		res.MachineBusy = float64(busy1-busy0) / float64(total1-total0)
+	}
 	res.RouterBytes = r.routerBytes()
 	if r.opts.BPFStats {
 		res.BPF = r.programStats(deps)

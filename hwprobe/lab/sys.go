@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -92,6 +93,32 @@ func cgroup2Root() (string, error) {
 		}
 	}
 	return "", fmt.Errorf("no cgroup v2 hierarchy is mounted (see /proc/self/mounts): mount one with `mount -t cgroup2 none /sys/fs/cgroup/unified`")
+}
+
+// cpuTicks reads the machine-wide CPU counters of /proc/stat: ticks
+// spent busy (everything but idle and iowait) and in total, summed over
+// all CPUs. Zero on error: the figure it feeds is context, not a result.
+func cpuTicks() (busy, total uint64) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 5 || f[0] != "cpu" {
+		return 0, 0
+	}
+	for i, s := range f[1:] {
+		v, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return 0, 0
+		}
+		total += v
+		if i != 3 && i != 4 { // idle, iowait
+			busy += v
+		}
+	}
+	return busy, total
 }
 
 // selfCPU is this process's user + system time so far.
