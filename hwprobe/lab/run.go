@@ -171,7 +171,7 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 		return nil, err
 	}
 	defer os.RemoveAll(r.tmp)
-	r.topo, err = Up(Spec{Name: opts.Name, Clients: p.Clients, Servers: p.Servers, Mirror: !opts.NoMirror})
+	r.topo, err = Up(Spec{Name: opts.Name, Clients: p.Clients, Servers: p.Servers, Mirror: !opts.NoMirror, MTU: p.MTU})
 	if err != nil {
 		return nil, err
 	}
