@@ -6,6 +6,7 @@ import (
 	"cmp"
 	"fmt"
 	"net"
+	"net/netip"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -205,8 +206,14 @@ var Catalog = []*Fault{
 			if err := r.lossy(rt.Netns, rif, r.p.LossPercent, w); err != nil {
 				return err
 			}
-			r.addTruth(TruthBuffer{Node: rt.Name, NodeID: rt.NodeID, Kind: "link", Ifname: rif}, "loss", w, []string{}, byServer(s.Name), 500*time.Millisecond,
+			r.addTruth(TruthBuffer{Node: rt.Name, NodeID: rt.NodeID, Kind: "link", Ifname: rif}, "loss", w, []string{}, r.lostResponse(s), 500*time.Millisecond,
 				fmt.Sprintf("%g%% of TCP packets from %s dropped at random entering %s (tcx program), no queue involved", r.p.LossPercent, s.Name, rif))
+			r.truth[len(r.truth)-1].notes = func() string {
+				if !r.drops.complete() {
+					return "; the drop log is incomplete: affected are all slow requests to " + s.Name
+				}
+				return fmt.Sprintf("; affected: slow requests whose response lost a data segment (%d drops logged)", r.drops.count())
+			}
 			return nil
 		},
 	},
@@ -300,6 +307,29 @@ func byServer(name string) func(RequestLog) bool {
 	return func(rl RequestLog) bool { return rl.Server == name }
 }
 
+// lostResponse picks the requests to server s that the lossy link slowed:
+// those on whose connection it dropped a data segment from s while they
+// were in flight. Only packets from s cross the lossy ingress, and in
+// closed and open loops alike a connection carries one request at a
+// time, so such a segment belonged to the request's response. A slow
+// request that lost nothing was slowed by something else (on a loaded
+// 2-CPU machine, mostly a server not scheduled in time), which the truth
+// must not claim. Without a complete drop log every slow request to s is
+// taken, as for the other faults.
+func (r *runner) lostResponse(s *Node) func(RequestLog) bool {
+	srv := netip.AddrPortFrom(netip.MustParseAddr(s.Addrs[0]), ServerPort)
+	return func(rl RequestLog) bool {
+		if rl.Server != s.Name {
+			return false
+		}
+		conn, err := netip.ParseAddrPort(rl.Conn)
+		if r.drops == nil || !r.drops.complete() || err != nil {
+			return true
+		}
+		return r.drops.lostData(srv, conn, rl.Start, rl.End)
+	}
+}
+
 func sizeStr(n int) string {
 	switch {
 	case n >= 1<<20 && n%(1<<20) == 0:
@@ -391,6 +421,11 @@ func (r *runner) lossy(ns, ifname string, percent float64, w Window) error {
 		}
 	}
 	r.cleanup = append(r.cleanup, func() { objs.Close() })
+	// Cleanups run last first: the reader stops before the maps close.
+	if r.drops, err = newDropLog(objs.Drops, objs.Counters); err != nil {
+		return err
+	}
+	r.cleanup = append(r.cleanup, func() { r.drops.close() })
 	var l link.Link
 	attach := func() error {
 		return inNetns(ns, func() error {
