@@ -152,7 +152,7 @@ var Catalog = []*Fault{
 		Defaults: with(func(p *Params) {
 			// On the lab's sub-millisecond path no send buffer the kernel
 			// accepts (4608 bytes at least) is smaller than the path's
-			// bandwidth-delay product at 1500 bytes MTU: at least three
+			// bandwidth-delay product at 1500 bytes MTU: several
 			// segments fit, the receiver ACKs every second one at once,
 			// and the link sets the pace whatever the buffer. With jumbo
 			// frames (9000, common in data centres) an 8 KiB buffer
