@@ -145,7 +145,7 @@ func TestAccuracyOnLabFixtures(t *testing.T) {
 			}
 			work := readRequests(t, strings.TrimSuffix(path, ".truth.json")+".requests.jsonl")
 			found := make([]int, len(tr.Faults))
-			culpritsOK, culpritsAsked, beforeWire := 0, 0, 0
+			culpritsOK, culpritsAsked, offWire := 0, 0, 0
 			var wrong []string
 			for _, q := range res.RLAs {
 				fi, ok := -1, false
@@ -155,16 +155,18 @@ func TestAccuracyOnLabFixtures(t *testing.T) {
 						fi, ok, hitRPC = i, true, r
 					}
 				}
-				if ok && slowedBeforeWire(hitRPC, work) && hitRPC.Latency <= slo.Nanoseconds() {
+				if ok && slowedOffWire(hitRPC, work) && hitRPC.Latency <= slo.Nanoseconds() {
 					// The workload waited for this RPC mostly before its
 					// first byte left the client (its connection was busy
-					// with a response the fault held): that wait is in no
-					// buffer of the chain. What the analyzer saw of it is
-					// within the SLO, by which the truth calls a request
-					// affected: the fault's part of it is invisible, and
-					// the RLA can be judged neither right nor wrong for
-					// the fault. Counted apart (docs/accuracy.md).
-					beforeWire++
+					// with a response the fault held) or after its last
+					// byte arrived (the client did not read it): that wait
+					// is in no buffer of the chain. What the analyzer saw
+					// of it is within the SLO, by which the truth calls a
+					// request affected: the fault's part of it is
+					// invisible, and the RLA can be judged neither right
+					// nor wrong for the fault. Counted apart
+					// (docs/accuracy.md).
+					offWire++
 					continue
 				}
 				d := q.Diagnosis
@@ -210,7 +212,7 @@ func TestAccuracyOnLabFixtures(t *testing.T) {
 				s.affected += len(f.Affected)
 				s.found += found[i]
 			}
-			t.Logf("%s: %d RLAs, %d wrong; culprits in top 3 for %d of %d; %d slowed before the wire", tr.Fault, len(res.RLAs), len(wrong), culpritsOK, culpritsAsked, beforeWire)
+			t.Logf("%s: %d RLAs, %d wrong; culprits in top 3 for %d of %d; %d slowed off the wire", tr.Fault, len(res.RLAs), len(wrong), culpritsOK, culpritsAsked, offWire)
 			for _, w := range wrong[:min(len(wrong), 10)] {
 				t.Logf("  %s", w)
 			}
@@ -301,17 +303,19 @@ func readRequests(t *testing.T, path string) map[string]workRequest {
 	return out
 }
 
-// slowedBeforeWire says whether the workload's latency of r was mostly
-// spent before r's first byte was seen: the request arrived (open-loop
-// workloads count from the arrival) but waited in the client for its
-// connection.
-func slowedBeforeWire(r *RPC, work map[string]workRequest) bool {
+// slowedOffWire says whether the workload's latency of r was mostly
+// spent before r's first byte was seen (the request arrived, open-loop
+// workloads counting from the arrival, but waited in the client for its
+// connection) or after its response's last byte was (the client
+// application had the response but did not read it).
+func slowedOffWire(r *RPC, work map[string]workRequest) bool {
 	w, ok := work[normID(r.ID)]
-	if !ok || r.Start == 0 {
+	if !ok || r.Start == 0 || r.End == 0 {
 		return false
 	}
-	before := r.Start - w.Start.UnixNano()
-	return before > w.End.Sub(w.Start).Nanoseconds()/2
+	before := max(0, r.Start-w.Start.UnixNano())
+	after := max(0, w.End.UnixNano()-r.End)
+	return before+after > w.End.Sub(w.Start).Nanoseconds()/2
 }
 
 func slicesAny(xs []string, f func(string) bool) bool {

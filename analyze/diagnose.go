@@ -555,30 +555,60 @@ func pathScore(e *Event, from, to int64) int64 {
 // socket's own orientation) overlapping [from, to].
 func (a *Analyzer) eventOnPath(flow decode.Flow, from, to int64, want EventClass) *Event {
 	rf := reverse(flow)
-	var best *Event
+	var best, bestTop *Event
 	for _, b := range a.buffers {
 		if b.flows[flow] == nil && b.flows[rf] == nil {
 			continue
 		}
+		// top covers most of the window among b's events; a stall of b
+		// that overlaps it names b's condition instead: one condition
+		// seen as two events (the stall and the queuing it caused, opened
+		// a few microseconds apart), of which the stall explains the
+		// other (severity). Overlap alone would pick by those
+		// microseconds.
+		var top, pick *Event
 		for _, ev := range b.events {
-			switch {
-			case !ev.overlaps(from, to):
+			if !wanted(ev, from, to, want) {
 				continue
-			case want == evCongestion:
-				if ev.Class != EvQueuing && ev.Class != EvStall {
-					continue
+			}
+			if top == nil || pathScore(ev, from, to) > pathScore(top, from, to) ||
+				pathScore(ev, from, to) == pathScore(top, from, to) && ev.ID < top.ID {
+				top = ev
+			}
+		}
+		if top == nil {
+			continue
+		}
+		pick = top
+		if top.Class == EvQueuing {
+			for _, ev := range b.events {
+				if ev.Class == EvStall && wanted(ev, from, to, want) && ev.overlaps(top.Start, top.End) &&
+					(pick.Class != EvStall || severity(ev) > severity(pick) || severity(ev) == severity(pick) && ev.ID < pick.ID) {
+					pick = ev
 				}
-			case ev.Class == EvPathChange && want != EvPathChange, want != EvNone && ev.Class != want:
-				continue
 			}
-			// Equal scores go to the older event: buffers come in map order.
-			if best == nil || pathScore(ev, from, to) > pathScore(best, from, to) ||
-				pathScore(ev, from, to) == pathScore(best, from, to) && ev.ID < best.ID {
-				best = ev
-			}
+		}
+		// Equal scores go to the older event: buffers come in map order.
+		if best == nil || pathScore(top, from, to) > pathScore(bestTop, from, to) ||
+			pathScore(top, from, to) == pathScore(bestTop, from, to) && pick.ID < best.ID {
+			best, bestTop = pick, top
 		}
 	}
 	return best
+}
+
+// wanted says whether eventOnPath considers ev for [from, to] and class
+// want.
+func wanted(ev *Event, from, to int64, want EventClass) bool {
+	switch {
+	case !ev.overlaps(from, to):
+		return false
+	case want == evCongestion:
+		return ev.Class == EvQueuing || ev.Class == EvStall
+	case ev.Class == EvPathChange && want != EvPathChange, want != EvNone && ev.Class != want:
+		return false
+	}
+	return true
 }
 
 // culprits ranks the flows present in the event's buffer during the

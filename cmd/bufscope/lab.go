@@ -113,6 +113,7 @@ func bindParams(f *pflag.FlagSet, p *netlab.Params) {
 	f.IntVar(&p.RcvBuf, "rcvbuf", 0, "slow-reader: server SO_RCVBUF in bytes")
 	f.IntVar(&p.SndBuf, "sndbuf", 0, "small-sndbuf: client SO_SNDBUF in bytes")
 	f.StringVar(&p.HostRate, "host-rate", "", "host-qdisc: tc rate of the client's egress, e.g. 10mbit")
+	f.IntVar(&p.MTU, "mtu", 0, "MTU of every data link in bytes, e.g. 9000 for jumbo frames")
 	f.DurationVar(&p.SLO, "slo", 0, "latency SLO written into the truth file")
 	f.Uint64Var(&p.Seed, "seed", 0, "random seed of the workload")
 }

@@ -66,6 +66,7 @@ func TestParamsMergeAndCheck(t *testing.T) {
 		"--mode":        {Mode: "burst"},
 		"--loss":        {LossPercent: 80},
 		"--slo":         {SLO: -time.Second},
+		"--mtu":         {MTU: 100},
 	}
 	for flag, b := range bad {
 		err := b.merge(d).check()

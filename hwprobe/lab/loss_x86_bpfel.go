@@ -17,6 +17,7 @@ import (
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	lossMapCounters      = "counters"
+	lossMapDrops         = "drops"
 	lossProgLossyLink    = "lossy_link"
 	lossVarDropThreshold = "drop_threshold"
 	lossVarTcpOnly       = "tcp_only"
@@ -72,6 +73,7 @@ type lossProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type lossMapSpecs struct {
 	Counters *ebpf.MapSpec `ebpf:"counters"`
+	Drops    *ebpf.MapSpec `ebpf:"drops"`
 }
 
 // lossVariableSpecs contains global variables before they are loaded into the kernel.
@@ -103,11 +105,13 @@ func (o *lossObjects) Close() error {
 // It can be passed to loadLossObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lossMaps struct {
 	Counters *ebpf.Map `ebpf:"counters"`
+	Drops    *ebpf.Map `ebpf:"drops"`
 }
 
 func (m *lossMaps) Close() error {
 	return _LossClose(
 		m.Counters,
+		m.Drops,
 	)
 }
 

@@ -39,10 +39,11 @@ type Params struct {
 
 	LossPercent float64       `json:"loss_percent,omitempty"` // lossy-link
 	AppDelay    time.Duration `json:"app_delay,omitempty"`    // slow-app
-	ReadPause   time.Duration `json:"read_pause,omitempty"`   // slow-reader: sleep per 16 KiB read
+	ReadPause   time.Duration `json:"read_pause,omitempty"`   // slow-reader: sleep before each request body
 	RcvBuf      int           `json:"rcvbuf,omitempty"`       // slow-reader: server SO_RCVBUF
 	SndBuf      int           `json:"sndbuf,omitempty"`       // small-sndbuf: client SO_SNDBUF
 	HostRate    string        `json:"host_rate,omitempty"`    // host-qdisc: tbf rate on the client
+	MTU         int           `json:"mtu,omitempty"`          // of every data link and the mirror
 
 	SLO  time.Duration `json:"slo,omitempty"`
 	Seed uint64        `json:"seed,omitempty"`
@@ -68,6 +69,7 @@ func (p Params) merge(d Params) Params {
 	p.RcvBuf = cmp.Or(p.RcvBuf, d.RcvBuf)
 	p.SndBuf = cmp.Or(p.SndBuf, d.SndBuf)
 	p.HostRate = cmp.Or(p.HostRate, d.HostRate)
+	p.MTU = cmp.Or(p.MTU, d.MTU)
 	p.SLO = cmp.Or(p.SLO, d.SLO)
 	p.Seed = cmp.Or(p.Seed, d.Seed)
 	return p
@@ -94,6 +96,9 @@ func (p Params) check() error {
 		return fmt.Errorf("--queue-bytes %d: must not be negative", p.QueueBytes)
 	case p.FaultAt < 0 || p.FaultFor < 0:
 		return fmt.Errorf("--fault-at/--fault-for: must not be negative")
+	case p.MTU != 0 && (p.MTU < 576 || p.MTU > 65535):
+		// 65535 is the largest MTU a veth takes.
+		return fmt.Errorf("--mtu %d: use 576 to 65535 (bytes)", p.MTU)
 	case p.SLO <= 0:
 		return fmt.Errorf("--slo %s: must be positive", p.SLO)
 	}

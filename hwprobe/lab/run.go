@@ -124,6 +124,8 @@ type runner struct {
 	// programs are the kernel IDs of the programs loaded, for the check
 	// that teardown removed them.
 	programs []ebpf.ProgramID
+	// drops is the lossy link's log of what it dropped, nil without one.
+	drops *dropLog
 }
 
 // action is a change made at a time relative to the workload start.
@@ -141,6 +143,9 @@ type truthSpec struct {
 	// grace extends the window in which requests count as affected: a
 	// queue drains, a loss is recovered after the fault ends.
 	grace time.Duration
+	// notes, when set, is appended to the fault's notes once the run is
+	// over (what the injector saw).
+	notes func() string
 }
 
 func (r *runner) logf(format string, args ...any) {
@@ -181,7 +186,7 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 		return nil, err
 	}
 	defer os.RemoveAll(r.tmp)
-	r.topo, err = Up(Spec{Name: opts.Name, Clients: p.Clients, Servers: p.Servers, Mirror: !opts.NoMirror})
+	r.topo, err = Up(Spec{Name: opts.Name, Clients: p.Clients, Servers: p.Servers, Mirror: !opts.NoMirror, MTU: p.MTU})
 	if err != nil {
 		return nil, err
 	}
@@ -359,6 +364,9 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 	if err := r.collectRequests(res); err != nil {
 		return nil, err
 	}
+	if r.drops != nil {
+		r.drops.finish()
+	}
 	if err := r.writeTruth(res); err != nil {
 		return nil, err
 	}
@@ -517,6 +525,9 @@ func (r *runner) writeTruth(res *Result) error {
 			if ts.victim == nil || ts.victim(rl) {
 				tf.AffectedRPCIDs = append(tf.AffectedRPCIDs, rl.RPCID)
 			}
+		}
+		if ts.notes != nil {
+			tf.Notes += ts.notes()
 		}
 		t.Faults = append(t.Faults, tf)
 	}

@@ -68,6 +68,9 @@ type Spec struct {
 	// of the collector, so the trace holds the data plane too (request
 	// timing, message ends). On by default in the commands.
 	Mirror bool
+	// MTU of every host's data link (both ends) and of the mirror; 0
+	// leaves the veth default, 1500.
+	MTU int
 }
 
 // Topology is a lab that is up: its namespaces, links and cgroups.
@@ -193,11 +196,11 @@ func Up(spec Spec) (t *Topology, err error) {
 	if err := t.mgmt(); err != nil {
 		return nil, err
 	}
-	if err := t.dataLinks(); err != nil {
+	if err := t.dataLinks(spec.MTU); err != nil {
 		return nil, err
 	}
 	if spec.Mirror {
-		if err := t.mirror(); err != nil {
+		if err := t.mirror(spec.MTU); err != nil {
 			return nil, err
 		}
 	}
@@ -250,7 +253,8 @@ func (t *Topology) mgmt() error {
 // root qdiscs); faults replace it. It is a tbf far faster than the veth,
 // not a pfifo: an idle pfifo lets packets bypass enqueue and dequeue
 // (TCQ_F_CAN_BYPASS), so the monitors would never see a message start.
-func (t *Topology) dataLinks() error {
+// An mtu other than 0 is set on both ends of every link.
+func (t *Topology) dataLinks(mtu int) error {
 	r := t.Router()
 	if err := sh("ip", "netns", "exec", r.Netns, "sysctl", "-qw", "net.ipv4.ip_forward=1"); err != nil {
 		return err
@@ -266,14 +270,18 @@ func (t *Topology) dataLinks() error {
 		if err := sh("ip", "link", "add", "eth0", "netns", n.Netns, "type", "veth", "peer", "name", rif, "netns", r.Netns); err != nil {
 			return err
 		}
+		var mtuArgs []string
+		if mtu != 0 {
+			mtuArgs = []string{"mtu", fmt.Sprint(mtu)}
+		}
 		steps := []struct {
 			ns   string
 			args []string
 		}{
 			{n.Netns, []string{"addr", "add", n.Addrs[0] + "/24", "dev", "eth0"}},
 			{r.Netns, []string{"addr", "add", gw + "/24", "dev", rif}},
-			{n.Netns, []string{"link", "set", "eth0", "gso_max_segs", "1", "up"}},
-			{r.Netns, []string{"link", "set", rif, "gso_max_segs", "1", "up"}},
+			{n.Netns, append([]string{"link", "set", "eth0", "gso_max_segs", "1", "up"}, mtuArgs...)},
+			{r.Netns, append([]string{"link", "set", rif, "gso_max_segs", "1", "up"}, mtuArgs...)},
 			{n.Netns, []string{"route", "add", "10.77.0.0/17", "via", gw}},
 		}
 		for _, s := range steps {
@@ -297,14 +305,20 @@ const openRate = "10gbit"
 
 // mirror copies every packet entering the router from a host to mir0,
 // whose peer is in the collector: the data plane as the router's ingress
-// sees it, before any router queue.
-func (t *Topology) mirror() error {
+// sees it, before any router queue. Its MTU is at least the data
+// links' mtu: a veth drops a packet longer than its peer's MTU, and the
+// mirror must copy every data packet whole (the capture cuts them).
+func (t *Topology) mirror(mtu int) error {
 	r, col := t.Router(), t.Collector()
 	if err := sh("ip", "link", "add", "mir0", "netns", r.Netns, "type", "veth", "peer", "name", "mir0", "netns", col.Netns); err != nil {
 		return err
 	}
+	args := []string{"link", "set", "mir0", "up"}
+	if mtu > 1500 {
+		args = append(args, "mtu", fmt.Sprint(mtu))
+	}
 	for _, ns := range []string{r.Netns, col.Netns} {
-		if err := ipn(ns, "link", "set", "mir0", "up"); err != nil {
+		if err := ipn(ns, args...); err != nil {
 			return err
 		}
 	}

@@ -274,6 +274,7 @@ type RequestLog struct {
 	RPCID     string    `json:"rpc_id"`
 	Client    string    `json:"client"`
 	Server    string    `json:"server"`
+	Conn      string    `json:"conn,omitempty"` // the client's end of the connection, addr:port
 	Method    string    `json:"method"`
 	Start     time.Time `json:"start"`
 	End       time.Time `json:"end"`
@@ -286,12 +287,13 @@ type RequestLog struct {
 func (r RequestLog) Latency() time.Duration { return r.End.Sub(r.Start) }
 
 type clientConn struct {
-	c    *net.TCPConn
-	w    io.Writer
-	tc   *rpctag.Conn
-	r    *bufio.Reader
-	hb   []byte
-	name string
+	c     *net.TCPConn
+	w     io.Writer
+	tc    *rpctag.Conn
+	r     *bufio.Reader
+	hb    []byte
+	name  string
+	local string // LocalAddr, for the requests file
 }
 
 type client struct {
@@ -448,6 +450,7 @@ func (cl *client) call(ctx context.Context, name string, trace uint64, method ui
 	case <-ctx.Done():
 		return
 	}
+	rec.Conn = c.local
 	h := header{kind: 1, method: method, length: uint32(cl.cfg.ReqBytes), reply: uint32(cl.cfg.RespBytes), rpcID: rpc, trace: trace}
 	err := writeMessage(c.w, c.tc, h, c.hb)
 	if err == nil {
@@ -482,7 +485,7 @@ func dialTagged(ctx context.Context, addr string, tags *rpctag.Table, sndbuf int
 	if err != nil {
 		return nil, err
 	}
-	c := &clientConn{c: nc.(*net.TCPConn), w: nc, r: bufio.NewReaderSize(nc, 4096), hb: make([]byte, readScratch)}
+	c := &clientConn{c: nc.(*net.TCPConn), w: nc, r: bufio.NewReaderSize(nc, 4096), hb: make([]byte, readScratch), local: nc.LocalAddr().String()}
 	if tags != nil {
 		tc, err := tags.Wrap(c.c)
 		if err != nil {

@@ -7,6 +7,7 @@
 
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -19,10 +20,27 @@ volatile const __u8 tcp_only = 1;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 2);
+	__uint(max_entries, 3);
 	__type(key, __u32);
 	__type(value, __u64);
-} counters SEC(".maps"); // 0: packets seen, 1: packets dropped
+} counters SEC(".maps"); // 0: packets seen, 1: packets dropped, 2: drops not logged
+
+// Every drop is logged, so the lab's truth can name the requests whose
+// packets the link lost instead of every slow request that crossed it.
+// The lab reads the log while the run goes on.
+struct drop {
+	__u64 ts_ns; // CLOCK_MONOTONIC
+	__u32 saddr, daddr; // network order
+	__u16 sport, dport; // network order
+	__u32 seq;          // host order
+	__u32 payload;      // TCP payload bytes
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 20);
+} drops SEC(".maps");
 
 #define TCX_NEXT -1
 #define TCX_DROP 2
@@ -38,19 +56,37 @@ static __always_inline void count(__u32 idx)
 SEC("tcx/ingress")
 int lossy_link(struct __sk_buff *skb)
 {
-	if (tcp_only) {
-		if (skb->protocol != ETH_P_IP)
-			return TCX_NEXT;
-		void *data = (void *)(long)skb->data;
-		void *end = (void *)(long)skb->data_end;
-		struct iphdr *ip = data + sizeof(struct ethhdr);
-		if ((void *)(ip + 1) > end || ip->protocol != 6)
-			return TCX_NEXT;
-	}
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	struct iphdr *ip = data + sizeof(struct ethhdr);
+	int is_tcp = skb->protocol == ETH_P_IP && (void *)(ip + 1) <= end && ip->protocol == 6;
+	if (tcp_only && !is_tcp)
+		return TCX_NEXT;
 	count(0);
-	if (bpf_get_prandom_u32() < drop_threshold) {
-		count(1);
+	if (bpf_get_prandom_u32() >= drop_threshold)
+		return TCX_NEXT;
+	count(1);
+	struct drop *d = bpf_ringbuf_reserve(&drops, sizeof(*d), 0);
+	if (!d) {
+		count(2);
 		return TCX_DROP;
 	}
-	return TCX_NEXT;
+	__builtin_memset(d, 0, sizeof(*d));
+	d->ts_ns = bpf_ktime_get_ns();
+	if (is_tcp) {
+		__u32 ihl = ip->ihl * 4;
+		struct tcphdr *tcp = (void *)ip + ihl;
+		d->saddr = ip->saddr;
+		d->daddr = ip->daddr;
+		if (ihl >= sizeof(*ip) && (void *)(tcp + 1) <= end) {
+			d->sport = tcp->source;
+			d->dport = tcp->dest;
+			d->seq = bpf_ntohl(tcp->seq);
+			__u32 hl = ihl + tcp->doff * 4;
+			__u32 tot = bpf_ntohs(ip->tot_len);
+			d->payload = tot > hl ? tot - hl : 0;
+		}
+	}
+	bpf_ringbuf_submit(d, 0);
+	return TCX_DROP;
 }
