@@ -104,6 +104,7 @@ func (a *Analyzer) report(r *decode.Record) {
 		enter = at - int64(r.Latency)
 	}
 	ev := evidenceOf(r, at)
+	a.noteReport(r, id, enter, at, ev) // sampled.go
 	a.learnNode(r, id)
 	if r.HasFlow {
 		a.bufferFlow(id, r.Flow, at, r.PayloadLen)

@@ -106,8 +106,14 @@ type Element struct {
 	Baseline int64  `json:"baseline_ns"`
 	Excess   int64  `json:"excess_ns"`
 	Reports  int    `json:"reports,omitempty"`
-	id       BufferID
-	ev       *Evidence
+	// Estimated marks a queue the trace did not report the message at
+	// (thinned message starts): Time is the residence the queue's reports
+	// around that moment show, EstimatedFrom those reports.
+	Estimated     bool       `json:"estimated,omitempty"`
+	EstimatedFrom []Evidence `json:"estimated_from,omitempty"`
+	id            BufferID
+	ev            *Evidence
+	est           *estimate
 }
 
 // Consequence is a symptom (retransmission timeout, duplicate ACKs, window
@@ -123,21 +129,24 @@ type Consequence struct {
 
 // Diagnosis names the root cause of an RLA.
 type Diagnosis struct {
-	Buffer     string     `json:"buffer"`
-	Kind       string     `json:"kind"`
-	NodeID     uint32     `json:"node_id"`
-	Port       uint32     `json:"port,omitempty"`
-	Queue      uint8      `json:"queue,omitempty"`
-	Event      string     `json:"event"`
-	EventID    int        `json:"event_id,omitempty"`
-	Start      int64      `json:"start_ns,omitempty"`
-	End        int64      `json:"end_ns,omitempty"`
-	Magnitude  int64      `json:"magnitude,omitempty"` // ns of residence/stall, or drops
-	Explained  int64      `json:"explained_ns"`
-	Confidence float64    `json:"confidence"` // share of the excess this element holds
-	Evidence   []Evidence `json:"evidence"`
-	Culprits   []Culprit  `json:"culprits"`
-	Pattern    string     `json:"pattern,omitempty"`
+	Buffer     string  `json:"buffer"`
+	Kind       string  `json:"kind"`
+	NodeID     uint32  `json:"node_id"`
+	Port       uint32  `json:"port,omitempty"`
+	Queue      uint8   `json:"queue,omitempty"`
+	Event      string  `json:"event"`
+	EventID    int     `json:"event_id,omitempty"`
+	Start      int64   `json:"start_ns,omitempty"`
+	End        int64   `json:"end_ns,omitempty"`
+	Magnitude  int64   `json:"magnitude,omitempty"` // ns of residence/stall, or drops
+	Explained  int64   `json:"explained_ns"`
+	Confidence float64 `json:"confidence"` // share of the excess this element holds
+	// Estimated: the cause's time was estimated (Element.Estimated), and
+	// Confidence is lowered by how far the reports it came from were.
+	Estimated bool       `json:"estimated,omitempty"`
+	Evidence  []Evidence `json:"evidence"`
+	Culprits  []Culprit  `json:"culprits"`
+	Pattern   string     `json:"pattern,omitempty"`
 }
 
 // Culprit is another flow present in the root-cause buffer during the event.

@@ -1,0 +1,260 @@
+package analyze
+
+import (
+	"testing"
+	"time"
+
+	"github.com/bufscope/bufscope/decode"
+)
+
+// A thinned trace as the lab records it: the data plane is captured only
+// where it enters the router (interface 0, before the router's queues), the
+// hosts' qdiscs and the router report the message starts that the
+// monitors' rule picks (every, 0: all; firstHop: the router reports none),
+// and the router's queue towards the client reports queuing (Q) every
+// 20 ms while it is congested.
+type thinSpec struct {
+	every    uint32
+	firstHop bool
+	// The queue towards the client holds packets for congested from
+	// congestFrom for congestFor.
+	congested               time.Duration
+	congestFrom, congestFor int64
+}
+
+const (
+	portToClient = 3
+	portToServer = 4
+	thinRPCs     = 160
+	thinStep     = int64(5 * time.Millisecond)
+)
+
+var (
+	thinClient = flow("10.77.1.2", 40000, "10.77.3.2", 9000)
+	thinBulk   = flow("10.77.2.2", 5001, "10.77.1.2", 6000) // another flow into the client's queue
+)
+
+func picked(id uint64, every uint32) bool { return every <= 1 || sampleHash(id)%every == 0 }
+
+// thinIDs returns n RPC IDs of which every fourth is picked by the rule
+// with N = 16 (so that the trace shows enough starts) and the rest not.
+func thinIDs(n int) []uint64 {
+	var yes, no []uint64
+	for id := uint64(0x5100); len(yes) < n/4+1 || len(no) < n; id++ {
+		if picked(id, 16) {
+			yes = append(yes, id)
+		} else {
+			no = append(no, id)
+		}
+	}
+	out := make([]uint64, n)
+	for i := range out {
+		if i%4 == 0 {
+			out[i], yes = yes[0], yes[1:]
+		} else {
+			out[i], no = no[0], no[1:]
+		}
+	}
+	return out
+}
+
+func (p thinSpec) queueAt(t int64) time.Duration {
+	if p.congestFor > 0 && t >= p.congestFrom && t < p.congestFrom+p.congestFor {
+		return p.congested
+	}
+	return 20 * time.Microsecond
+}
+
+// build returns the Records of thinRPCs RPCs, one every thinStep from t0,
+// with the server's time for RPC i from app(i).
+func (p thinSpec) build(ids []uint64, app func(i int) time.Duration) *scenario {
+	s := newScenario()
+	cf, sf := thinClient, reverse(thinClient)
+	cseq, sseq := uint32(1000), uint32(9000)
+	hostStart := func(at int64, node uint32, f decode.Flow, seq uint32, tag *decode.RequestTag) {
+		s.add(decode.Record{Time: at + int64(time.Millisecond), Kind: decode.RecordHostEvent, Source: decode.SourceReportV2,
+			HasNode: true, Node: node, Buffer: decode.BufferQdisc, Event: decode.EventMessageStart, EgressPort: 3,
+			HasFlow: true, Flow: f, TCPSeq: seq, PayloadLen: 32, HasTag: true, Tag: *tag, Latency: 5000,
+			IngressTS: uint64(at - 5000), EgressTS: uint64(at)})
+	}
+	hop := func(enter int64, port uint32, f decode.Flow, seq, n uint32, tag *decode.RequestTag, res time.Duration, kind decode.RecordKind) {
+		at := enter + int64(res)
+		r := decode.Record{Time: at + int64(time.Millisecond), Kind: kind, Source: decode.SourceReportV2, HasNode: true, Node: nodeRouter,
+			EgressPort: port, HasFlow: true, Flow: f, TCPSeq: seq, PayloadLen: n, Latency: uint32(res),
+			IngressTS: uint64(enter), EgressTS: uint64(at), Occupancy: uint32(res / 1000 * 12)}
+		if tag != nil {
+			r.HasTag, r.Tag = true, *tag
+		}
+		s.add(r)
+	}
+	for i, id := range ids {
+		t := t0 + int64(i)*thinStep
+		report := picked(id, p.every)
+		reqTag := &decode.RequestTag{Version: 1, Kind: decode.MessageRequest, RPCID: id, MessageLength: 300}
+		if report {
+			hostStart(t, nodeClient, cf, cseq, reqTag)
+		}
+		in := t + 50_000 // reaches the router
+		s.add(s.seg(in, 0, cf, cseq, 300, reqTag))
+		if report && !p.firstHop {
+			hop(in, portToServer, cf, cseq, 300, reqTag, 20*time.Microsecond, decode.RecordHop)
+		}
+		cseq += 300
+		ts := in + int64(100*time.Microsecond) + int64(app(i))
+		respTag := &decode.RequestTag{Version: 1, Kind: decode.MessageResponse, RPCID: id, MessageLength: 4000}
+		if report {
+			hostStart(ts, nodeServer, sf, sseq, respTag)
+		}
+		for off := uint32(0); off < 4000; off += mss {
+			var tag *decode.RequestTag
+			if off == 0 {
+				tag = respTag
+			}
+			n := min(mss, 4000-off)
+			at := ts + 50_000 + int64(off/mss)*10_000
+			s.add(s.seg(at, 0, sf, sseq+off, n, tag))
+			if tag != nil && report && !p.firstHop {
+				hop(at, portToClient, sf, sseq+off, n, tag, p.queueAt(at), decode.RecordHop)
+			}
+		}
+		sseq += 4000
+	}
+	// The other flow into the client's queue, and the queue's own reports
+	// while it is congested.
+	bseq := uint32(100)
+	for t := t0; t < t0+int64(thinRPCs)*thinStep; t += int64(time.Millisecond) {
+		s.add(s.seg(t, 0, thinBulk, bseq, mss, nil))
+		if q := p.queueAt(t); q > time.Millisecond && (t-t0)%int64(20*time.Millisecond) == 0 {
+			hop(t, portToClient, thinBulk, bseq, mss, nil, q, decode.RecordQueue)
+		}
+		bseq += mss
+	}
+	return s
+}
+
+func findRequest(res *Result, id uint64) *Request {
+	for _, q := range res.RLAs {
+		for _, r := range q.RPCs {
+			if r.ID == HexID(id) {
+				return q
+			}
+		}
+	}
+	return nil
+}
+
+func estimatedAt(r *RPC, port uint32) *Element {
+	for i := range r.Chain {
+		if e := &r.Chain[i]; e.Estimated && e.Port == port {
+			return e
+		}
+	}
+	return nil
+}
+
+// An RPC that was not sampled crosses the router's queue while it holds
+// packets 5 ms; the queue's reports (a sampled message's residence, its Q
+// reports) show it. Its response's time there is estimated, the RPC is an
+// RLA, and the queue is blamed, marked as estimated, with the reports as
+// evidence and a confidence below the share of excess it holds.
+func TestUnsampledMessageBlamedOnCongestedQueue(t *testing.T) {
+	ids := thinIDs(thinRPCs)
+	for _, mode := range []thinSpec{{every: 16}, {every: 16, firstHop: true}, {firstHop: true}} {
+		p := mode
+		p.congested, p.congestFrom, p.congestFor = 5*time.Millisecond, t0+100*thinStep, 30*thinStep
+		victim := 110 // not picked (i % 4 != 0), inside the congestion
+		res := newScenarioFrom(p, ids).run(t, Options{})
+		q := findRequest(res, ids[victim])
+		if q == nil {
+			t.Fatalf("%+v: the unsampled RPC in the congested queue is not an RLA (%d RLAs)", mode, len(res.RLAs))
+		}
+		d := q.Diagnosis
+		if d == nil || d.Kind != "switch-egress-queue" || d.Port != portToClient || d.Event != "queuing" {
+			t.Fatalf("%+v: diagnosis %+v, want the router's queue to the client, queuing", mode, d)
+		}
+		if !d.Estimated || d.Confidence <= 0.4 || d.Confidence >= 1 {
+			t.Errorf("%+v: estimated %v confidence %.2f, want an estimated cause with confidence in (0.4, 1)", mode, d.Estimated, d.Confidence)
+		}
+		e := estimatedAt(q.RPCs[0], portToClient)
+		if e == nil || e.Dir != "response" || e.Time < int64(4500*time.Microsecond) || e.Time > int64(5500*time.Microsecond) {
+			t.Fatalf("%+v: estimated element %+v, want the response's ~5 ms at port %d", mode, e, portToClient)
+		}
+		if len(e.EstimatedFrom) == 0 || e.EstimatedFrom[0].Latency < uint32(4*time.Millisecond) {
+			t.Errorf("%+v: estimated from %+v, want the queue's 5 ms reports", mode, e.EstimatedFrom)
+		}
+		if q.RPCs[0].Latency < int64(5*time.Millisecond) {
+			t.Errorf("%+v: latency %s does not include the queue's estimated 5 ms", mode, dur(q.RPCs[0].Latency))
+		}
+	}
+}
+
+func newScenarioFrom(p thinSpec, ids []uint64) *scenario {
+	return p.build(ids, func(i int) time.Duration { return time.Duration(900+i%7*30) * time.Microsecond })
+}
+
+// A quiet queue is not blamed: a slow server during a quiet period is the
+// application, and the queue's estimated time is its quiet residence.
+func TestUnsampledMessageQuietQueueNotBlamed(t *testing.T) {
+	ids := thinIDs(thinRPCs)
+	victim := 101
+	p := thinSpec{every: 16}
+	res := p.build(ids, func(i int) time.Duration {
+		if i == victim {
+			return 4 * time.Millisecond
+		}
+		return time.Duration(900+i%7*30) * time.Microsecond
+	}).run(t, Options{})
+	q := findRequest(res, ids[victim])
+	if q == nil {
+		t.Fatalf("the slow server's RPC is not an RLA (%d RLAs)", len(res.RLAs))
+	}
+	if d := q.Diagnosis; d == nil || d.Kind != "application" || d.Estimated {
+		t.Fatalf("diagnosis %+v, want the application", d)
+	}
+	e := estimatedAt(q.RPCs[0], portToClient)
+	if e == nil || e.Time > int64(100*time.Microsecond) {
+		t.Fatalf("estimated element %+v, want the quiet queue's ~20 µs", e)
+	}
+	for _, q := range res.RLAs {
+		if d := q.Diagnosis; d != nil && d.Kind == "switch-egress-queue" {
+			t.Errorf("%s: a quiet queue blamed (%s %s)", q.ID, d.Buffer, d.Event)
+		}
+	}
+}
+
+// A trace whose monitors report every message at every hop is analysed as
+// before: nothing is estimated, and the congested queue's RLAs rest on the
+// messages' own reports.
+func TestFullReportsEstimateNothing(t *testing.T) {
+	ids := thinIDs(thinRPCs)
+	p := thinSpec{congested: 5 * time.Millisecond, congestFrom: t0 + 100*thinStep, congestFor: 30 * thinStep}
+	res := newScenarioFrom(p, ids).run(t, Options{})
+	if len(res.RLAs) == 0 {
+		t.Fatal("no RLA in the congested queue")
+	}
+	for _, q := range res.RLAs {
+		for _, r := range q.RPCs {
+			for _, e := range r.Chain {
+				if e.Estimated {
+					t.Fatalf("%s: element %s estimated in a trace that reports every message", r.ID, e.Buffer)
+				}
+			}
+		}
+		if d := q.Diagnosis; d == nil || d.Estimated || d.Port != portToClient {
+			t.Errorf("%s: diagnosis %+v, want the queue from the message's own report", q.ID, d)
+		}
+	}
+}
+
+// The picking rule is the monitors' (docs/monitors.md): h = (id ×
+// 0x9E3779B97F4A7C15 mod 2^64) >> 32.
+func TestSampleHash(t *testing.T) {
+	for _, c := range []struct {
+		id   uint64
+		want uint32
+	}{{0, 0}, {1, 0x9E3779B9}, {2, 0x3C6EF372}, {1 << 32, 0x7F4A7C15}} {
+		if got := sampleHash(c.id); got != c.want {
+			t.Errorf("sampleHash(%#x) = %#x, want %#x", c.id, got, c.want)
+		}
+	}
+}
