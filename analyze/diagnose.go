@@ -570,7 +570,7 @@ func (a *Analyzer) eventOnPath(flow decode.Flow, from, to int64, want EventClass
 	rf := reverse(flow)
 	var best *Event
 	for _, b := range a.buffers {
-		if b.flows[flow] == nil && b.flows[rf] == nil {
+		if b.flows[flow] == nil && b.flows[rf] == nil && !a.onThinnedPath(b, flow) {
 			continue
 		}
 		for _, ev := range b.events {

@@ -19,7 +19,7 @@ import (
 // long. So the residence an unreported message met at a switch queue is
 // estimated from what the same queue reported around the moment the
 // message entered it (the residences of sampled messages, its queuing
-// reports, a stall running then), and the queues a half-connection crosses
+// reports), and the queues a half-connection crosses
 // are learned from the reports that named it or another flow towards the
 // same destination. The estimate joins the message's chain marked as
 // such, with the reports it came from as evidence; a diagnosis resting on
@@ -232,23 +232,19 @@ func (a *Analyzer) crosses(b *bufState, f decode.Flow) bool {
 // only while the queue had a queuing or stall event at t: a queue reports
 // queuing from the moment it crosses the threshold and again every repeat
 // interval until it clears, so outside its events it was not queuing, and
-// the queuing reports of the episode after or before say nothing of t. A
-// stall of the queue running at t holds the packet at least until the
-// stall ended. nil when no report is near enough.
+// the queuing reports of the episode after or before say nothing of t.
+// (A stall event's end is no bound: the reports of the backlog behind a
+// stall extend it.) nil when no report is near enough.
 func (a *Analyzer) residenceAt(id BufferID, t int64) (int64, *estimate) {
 	q := a.smp.queues[id]
 	b := a.buffers[id]
 	if q == nil || b == nil {
 		return 0, nil
 	}
-	var stall *Event
 	busy := false
 	for _, e := range b.events {
 		if (e.Class == EvQueuing || e.Class == EvStall) && e.Start <= t && t <= e.End {
 			busy = true
-			if e.Class == EvStall && (stall == nil || e.End > stall.End) {
-				stall = e
-			}
 		}
 	}
 	usable := func(x *residSample) bool { return busy || x.res <= int64(a.opts.QueueResidence) }
@@ -286,12 +282,6 @@ func (a *Analyzer) residenceAt(id BufferID, t int64) (int64, *estimate) {
 	default:
 		return 0, nil
 	}
-	if stall != nil && stall.End-t > res {
-		res = stall.End - t
-		if len(stall.Evidence) > 0 {
-			est.from = append(est.from, stall.Evidence[0])
-		}
-	}
 	for i := range est.from {
 		est.from[i].Note = estimateNote
 	}
@@ -319,4 +309,66 @@ func markEstimates(r *RPC) {
 			e.Estimated, e.EstimatedFrom = true, e.est.from
 		}
 	}
+}
+
+// onThinnedPath says whether, in a thinned trace, half-connection f (or
+// its reverse) crosses switch queue b although no report there named it:
+// the path of a message that was not reported (crosses).
+func (a *Analyzer) onThinnedPath(b *bufState, f decode.Flow) bool {
+	if b.id.Kind != ElementKind(decode.BufferSwitchEgrQ) || !a.thinned(b.id) {
+		return false
+	}
+	return a.crosses(b, f) || a.crosses(b, reverse(f))
+}
+
+// usualDrain is drainState.usual, but in a thinned trace the lowest rate
+// on record rather than the lower quartile.
+func (a *Analyzer) usualDrain(b *bufState) (float64, int64) {
+	mu, usual := b.drain.usual()
+	if mu == 0 || !a.thinned(b.id) {
+		return mu, usual
+	}
+	d := b.drain
+	n := min(d.nr, len(d.rates))
+	return slices.Min(d.rates[:n]), usual
+}
+
+// headStalled says whether, in a thinned trace, a report of switch queue
+// b shows a stall from the monitor's own threshold: its victim entered
+// after the queue's previous report left, and that one had not queued. A
+// monitor reports the first packet whose residence crosses its threshold
+// (and again every repeat interval until it clears), so no packet that
+// left between the two reports stayed longer than the threshold: the
+// packet ahead of the victim left within the threshold of the victim's
+// entry, and the victim then waited at the head of a queue that did not
+// send. A queue that drains slowly but steadily crosses the threshold with
+// a residence near it; so the victim must have waited more than twice the
+// threshold, and more than the threshold plus the queue's usual residence
+// when it queues. Full traces infer stalls from departures alone
+// (drainedSlowly); a thinned one has too few of them.
+func (a *Analyzer) headStalled(b *bufState, enter, at int64) bool {
+	thr := int64(a.opts.QueueResidence)
+	res := at - enter
+	q := a.smp.queues[b.id]
+	if q == nil || res <= 2*thr || !a.thinned(b.id) {
+		return false
+	}
+	if _, usual := b.drain.usual(); usual > 0 && res-thr <= usual {
+		return false
+	}
+	var prev *residSample
+	for i := len(q.s) - 1; i >= 0; i-- {
+		s := &q.s[i]
+		if s.enter < at-int64(a.opts.Window) {
+			break
+		}
+		dep := s.enter + s.res
+		if dep >= at || s.enter == enter && dep == at {
+			continue
+		}
+		if prev == nil || dep > prev.enter+prev.res {
+			prev = s
+		}
+	}
+	return prev != nil && prev.enter+prev.res < enter && prev.res <= thr
 }

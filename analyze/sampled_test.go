@@ -11,21 +11,24 @@ import (
 // where it enters the router (interface 0, before the router's queues), the
 // hosts' qdiscs and the router report the message starts that the
 // monitors' rule picks (every, 0: all; firstHop: the router reports none),
-// and the router's queue towards the client reports queuing (Q) every
-// 20 ms while it is congested.
+// and the router's queue towards the client reports queuing (Q) when a
+// packet's residence first crosses 1 ms, then every 20 ms until it clears.
 type thinSpec struct {
 	every    uint32
 	firstHop bool
-	// The queue towards the client holds packets for congested from
-	// congestFrom for congestFor.
+	// The queue towards the client builds up over 20 ms to hold packets
+	// for congested, from congestFrom for congestFor.
 	congested               time.Duration
 	congestFrom, congestFor int64
+	// The queue towards the client stops sending from stallFrom for
+	// stallFor.
+	stallFrom, stallFor int64
 }
 
 const (
 	portToClient = 3
 	portToServer = 4
-	thinRPCs     = 160
+	thinRPCs     = 240
 	thinStep     = int64(5 * time.Millisecond)
 )
 
@@ -59,10 +62,16 @@ func thinIDs(n int) []uint64 {
 }
 
 func (p thinSpec) queueAt(t int64) time.Duration {
-	if p.congestFor > 0 && t >= p.congestFrom && t < p.congestFrom+p.congestFor {
-		return p.congested
+	const quiet = 20 * time.Microsecond
+	if p.stallFor > 0 && t >= p.stallFrom && t < p.stallFrom+p.stallFor {
+		return time.Duration(p.stallFrom+p.stallFor-t) + quiet
 	}
-	return 20 * time.Microsecond
+	if p.congestFor > 0 && t >= p.congestFrom && t < p.congestFrom+p.congestFor {
+		// A queue fills as fast as the excess arrives: its residence grows
+		// over 20 ms, it does not jump.
+		return min(p.congested, quiet+time.Duration(t-p.congestFrom)/4)
+	}
+	return quiet
 }
 
 // build returns the Records of thinRPCs RPCs, one every thinStep from t0,
@@ -122,10 +131,16 @@ func (p thinSpec) build(ids []uint64, app func(i int) time.Duration) *scenario {
 	// The other flow into the client's queue, and the queue's own reports
 	// while it is congested.
 	bseq := uint32(100)
+	var last int64 // the last Q report, 0 while the queue is below the threshold
 	for t := t0; t < t0+int64(thinRPCs)*thinStep; t += int64(time.Millisecond) {
 		s.add(s.seg(t, 0, thinBulk, bseq, mss, nil))
-		if q := p.queueAt(t); q > time.Millisecond && (t-t0)%int64(20*time.Millisecond) == 0 {
+		switch q := p.queueAt(t); {
+		case q > time.Millisecond && (last == 0 || t-last >= int64(20*time.Millisecond)):
 			hop(t, portToClient, thinBulk, bseq, mss, nil, q, decode.RecordQueue)
+			last = t
+		case q < 500*time.Microsecond && last != 0:
+			hop(t, portToClient, thinBulk, bseq, mss, nil, q, decode.RecordQueue) // cleared
+			last = 0
 		}
 		bseq += mss
 	}
@@ -185,6 +200,43 @@ func TestUnsampledMessageBlamedOnCongestedQueue(t *testing.T) {
 		if q.RPCs[0].Latency < int64(5*time.Millisecond) {
 			t.Errorf("%+v: latency %s does not include the queue's estimated 5 ms", mode, dur(q.RPCs[0].Latency))
 		}
+	}
+}
+
+// A router queue that stops sending for 40 ms shows it in the first report
+// of the episode: a packet that entered just after a quiet report left
+// waited 40 ms, which a queue that drains never shows as its first
+// crossing of the threshold. An unsampled RPC whose response was held is
+// blamed on the stall, estimated; RPCs through the queue that builds up
+// and drains are queuing, not a stall.
+func TestUnsampledMessageBlamedOnStall(t *testing.T) {
+	ids := thinIDs(thinRPCs)
+	victim := 105 // not picked; its response enters the queue at 525.2 ms
+	p := thinSpec{every: 16, stallFrom: t0 + int64(522*time.Millisecond), stallFor: int64(40 * time.Millisecond),
+		congested: 5 * time.Millisecond, congestFrom: t0 + 180*thinStep, congestFor: 20 * thinStep}
+	res := newScenarioFrom(p, ids).run(t, Options{})
+	q := findRequest(res, ids[victim])
+	if q == nil {
+		t.Fatalf("the unsampled RPC held by the stall is not an RLA (%d RLAs)", len(res.RLAs))
+	}
+	if d := q.Diagnosis; d == nil || d.Port != portToClient || d.Event != "stall" || !d.Estimated {
+		t.Fatalf("diagnosis %+v, want an estimated stall of the router's queue to the client", d)
+	}
+	if e := estimatedAt(q.RPCs[0], portToClient); e == nil || e.Time < int64(30*time.Millisecond) {
+		t.Errorf("estimated element %+v, want the ~37 ms the response waited", e)
+	}
+	congested := 0
+	for _, q := range res.RLAs {
+		if q.Start < p.congestFrom || q.Start >= p.congestFrom+p.congestFor {
+			continue
+		}
+		congested++
+		if d := q.Diagnosis; d == nil || d.Port != portToClient || d.Event != "queuing" {
+			t.Errorf("%s in the congested queue: diagnosis %+v, want queuing", q.ID, d)
+		}
+	}
+	if congested == 0 {
+		t.Error("no RLA in the congested queue")
 	}
 }
 
