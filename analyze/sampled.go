@@ -36,10 +36,12 @@ import (
 const sampleGap = int64(250e6)
 
 // minStarts is how many message starts the trace must have shown before
-// its sampling is trusted: the RPC IDs of 16 starts all picked by chance
-// under a rule with N > 1 when every message is reported is a 1-in-65536
-// event.
-const minStarts = 16
+// its sampling is trusted. The RPC IDs of 8 starts all picked by chance by
+// a rule with N > 1 when every message is reported happens about once in
+// 250 traces, and only until the next start: a trace that reports every
+// message starts several per RPC, so it is past that long before its
+// first RPC is finalized (the settle time after its response).
+const minStarts = 8
 
 // sampleHash is the picking rule of --message-start-every (docs/monitors.md):
 // a message is reported when sampleHash(id) % N == 0.
@@ -143,8 +145,8 @@ func gcd32(a, b uint32) uint32 {
 
 // thinned says whether the monitors of this trace leave some messages
 // unreported at switch queue id: message starts are sampled (every one's
-// RPC ID passes a rule with N > 1), or the queue's node reports none
-// while the hosts do.
+// RPC ID passes a rule with N > 1), or the queue's node reports none while
+// the hosts do.
 func (a *Analyzer) thinned(id BufferID) bool {
 	s := &a.smp
 	if s.starts >= minStarts && s.gcd > 1 {
