@@ -1,9 +1,14 @@
 package analyze
 
 import (
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
+	"github.com/bufscope/bufscope/capture"
 	"github.com/bufscope/bufscope/decode"
 )
 
@@ -309,4 +314,99 @@ func TestSampleHash(t *testing.T) {
 			t.Errorf("sampleHash(%#x) = %#x, want %#x", c.id, got, c.want)
 		}
 	}
+}
+
+// On a recorded trace that reports every message at every hop, the
+// router's message starts are thinned to 1 in 16 as the monitors would,
+// and the residence of every message left out is estimated from what
+// remains and compared with the one its own report gave. The bounds are
+// what the estimator does on these fixtures (docs/analyze.md), with some
+// room: a change that makes estimates worse fails here.
+func TestEstimateOnThinnedFixtures(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		p50, p90 time.Duration // bounds of the absolute error for messages that queued
+		covered  float64       // share of the left-out starts that get an estimate
+	}{
+		{"elephant", 1500 * time.Microsecond, 3 * time.Millisecond, 0.95},
+		{"overflow", 1500 * time.Microsecond, 3 * time.Millisecond, 0.75},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			path := filepath.Join("..", "fixtures", c.name+".trace.zst")
+			if _, err := os.Stat(path); err != nil {
+				t.Skipf("fixture %s not present: %v", path, err)
+			}
+			r, err := capture.Open(path, capture.ReaderOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			a := New(Options{Topology: [][]byte{r.Topology()}})
+			d := decode.NewDecoder(decode.DecoderOptions{})
+			ifs := r.Interfaces()
+			type left struct {
+				id         BufferID
+				enter, res int64
+			}
+			var out []left
+			var recs []decode.Record
+			for {
+				p, err := r.Next()
+				if err == io.EOF {
+					break
+				} else if err != nil {
+					t.Fatal(err)
+				}
+				recs = d.Records(p.Timestamp.UnixNano(), p.Interface, ifs[p.Interface].LinkType, p.Data, recs[:0])
+				for i := range recs {
+					x := &recs[i]
+					if x.HasTag && !picked(x.Tag.RPCID, 16) {
+						switch {
+						case x.Kind == decode.RecordHostEvent && x.Event == decode.EventMessageStart:
+							continue
+						case x.Kind == decode.RecordHop && bufferOf(x).Kind == ElementKind(decode.BufferSwitchEgrQ):
+							out = append(out, left{bufferOf(x), int64(x.IngressTS), int64(x.Latency)})
+							continue
+						}
+					}
+					a.Feed(x)
+				}
+			}
+			var errs, queued []int64
+			n := 0
+			for _, l := range out {
+				if !a.thinned(l.id) {
+					t.Fatalf("%s: the thinned trace is not recognised as thinned at %+v", c.name, l.id)
+				}
+				est, e := a.residenceAt(l.id, l.enter)
+				if e == nil {
+					continue
+				}
+				n++
+				if l.res > int64(time.Millisecond) {
+					errs = append(errs, abs64(est-l.res))
+					queued = append(queued, l.res)
+				}
+			}
+			if len(out) == 0 || float64(n) < c.covered*float64(len(out)) || len(errs) < 20 {
+				t.Fatalf("%s: %d of %d left-out starts estimated, %d of them queued", c.name, n, len(out), len(errs))
+			}
+			slices.Sort(errs)
+			slices.Sort(queued)
+			p50, p90 := errs[len(errs)/2], errs[len(errs)*9/10]
+			t.Logf("%s: %d left out, %d estimated; queued (%d, median residence %s): absolute error p50 %s p90 %s",
+				c.name, len(out), n, len(errs), dur(queued[len(queued)/2]), dur(p50), dur(p90))
+			if p50 > int64(c.p50) || p90 > int64(c.p90) || 2*p50 > queued[len(queued)/2] {
+				t.Errorf("%s: absolute error p50 %s p90 %s (median residence %s), want at most %s and %s and half the residence",
+					c.name, dur(p50), dur(p90), dur(queued[len(queued)/2]), c.p50, c.p90)
+			}
+		})
+	}
+}
+
+func abs64(x int64) int64 {
+	if x < 0 {
+		return -x
+	}
+	return x
 }
