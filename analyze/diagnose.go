@@ -364,10 +364,10 @@ func (a *Analyzer) diagnose(r *RPC) *Diagnosis {
 		}
 		cs.excess += e.Excess
 		cs.evidence = append(cs.evidence, evid...)
-		if e.est != nil {
+		if e.Estimate != nil {
 			// evid holds the first report the time came from.
 			cs.est = append(cs.est, e)
-			cs.evidence = append(cs.evidence, e.est.from[1:]...)
+			cs.evidence = append(cs.evidence, e.Estimate.From[1:]...)
 		}
 	}
 	var best *cause

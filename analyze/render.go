@@ -182,8 +182,8 @@ func Explain(w io.Writer, q *Request) error {
 			if e.Reports > 0 {
 				ew.printf("  (%d reports)", e.Reports)
 			}
-			if e.Estimated {
-				ew.printf("  (estimated from %d reports of the queue)", len(e.EstimatedFrom))
+			if e.Estimate != nil {
+				ew.printf("  (estimated from %d reports of the queue)", len(e.Estimate.From))
 			}
 			ew.printf("\n")
 		}

@@ -106,14 +106,12 @@ type Element struct {
 	Baseline int64  `json:"baseline_ns"`
 	Excess   int64  `json:"excess_ns"`
 	Reports  int    `json:"reports,omitempty"`
-	// Estimated marks a queue the trace did not report the message at
+	// Estimate is set for a queue the trace did not report the message at
 	// (thinned message starts): Time is the residence the queue's reports
-	// around that moment show, EstimatedFrom those reports.
-	Estimated     bool       `json:"estimated,omitempty"`
-	EstimatedFrom []Evidence `json:"estimated_from,omitempty"`
-	id            BufferID
-	ev            *Evidence
-	est           *estimate
+	// around that moment show.
+	Estimate *Estimate `json:"estimate,omitempty"`
+	id       BufferID
+	ev       *Evidence
 }
 
 // Consequence is a symptom (retransmission timeout, duplicate ACKs, window
@@ -141,7 +139,7 @@ type Diagnosis struct {
 	Magnitude  int64   `json:"magnitude,omitempty"` // ns of residence/stall, or drops
 	Explained  int64   `json:"explained_ns"`
 	Confidence float64 `json:"confidence"` // share of the excess this element holds
-	// Estimated: the cause's time was estimated (Element.Estimated), and
+	// Estimated: the cause's time was estimated (Element.Estimate), and
 	// Confidence is lowered by how far the reports it came from were.
 	Estimated bool       `json:"estimated,omitempty"`
 	Evidence  []Evidence `json:"evidence"`

@@ -286,7 +286,7 @@ func (a *Analyzer) direction(out []Element, dir string, m *message) []Element {
 		out = append(out, Element{
 			Dir: dir, Kind: b.id.Kind.String(), NodeID: b.id.Node,
 			Port: b.id.Port, Queue: b.id.Queue, Start: b.first, End: b.last,
-			Time: int64(b.maxRes), Reports: b.n, id: b.id, ev: &b.ev, est: b.est,
+			Time: int64(b.maxRes), Reports: b.n, id: b.id, ev: &b.ev, Estimate: b.est,
 		})
 		held += int64(b.maxRes)
 	}
@@ -424,5 +424,4 @@ func (a *Analyzer) name(r *RPC) {
 	for i := range r.rules {
 		r.rules[i].RPC = r.ID
 	}
-	markEstimates(r) // sampled.go
 }

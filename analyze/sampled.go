@@ -70,9 +70,23 @@ type sampling struct {
 	hostStarts int
 	// switchStarts counts tagged hop reports (a switch's message starts)
 	// per node; a switch node with reports but none of these reports no
-	// message starts at all (--message-start-first-hop).
+	// message starts at all (--message-start-first-hop). silent counts
+	// the nodes at zero.
 	switchStarts map[uint32]int
+	silent       int
 	queues       map[BufferID]*queueSamples
+}
+
+// full says whether the trace is known to report every message at every
+// hop, so that nothing here is needed: estimation keeps no samples and
+// costs a few comparisons per report.
+func (s *sampling) full() bool {
+	return s.starts >= minStarts && s.gcd == 1 && s.silent == 0
+}
+
+// any says whether some switch queue of the trace may be thinned.
+func (s *sampling) any() bool {
+	return s.starts >= minStarts && s.gcd > 1 || s.silent > 0 && s.hostStarts >= minStarts
 }
 
 // noteReport takes from one report what estimation needs: the RPC ID of a
@@ -81,7 +95,9 @@ type sampling struct {
 // and window.
 func (a *Analyzer) noteReport(r *decode.Record, id BufferID, enter, at int64, ev Evidence) {
 	s := &a.smp
-	isSwitch := id.Kind == ElementKind(decode.BufferSwitchEgrQ)
+	// A host report that names no buffer kind is not a switch's, though
+	// bufferOf files it with them.
+	isSwitch := id.Kind == ElementKind(decode.BufferSwitchEgrQ) && r.Kind != decode.RecordHostEvent
 	start := r.HasTag && (r.Kind == decode.RecordHostEvent && r.Event == decode.EventMessageStart ||
 		isSwitch && r.Kind == decode.RecordHop)
 	if start {
@@ -98,10 +114,19 @@ func (a *Analyzer) noteReport(r *decode.Record, id BufferID, enter, at int64, ev
 		s.switchStarts = make(map[uint32]int)
 		s.queues = make(map[BufferID]*queueSamples)
 	}
-	if start {
-		s.switchStarts[id.Node]++
-	} else if _, ok := s.switchStarts[id.Node]; !ok {
+	n, ok := s.switchStarts[id.Node]
+	switch {
+	case start:
+		s.switchStarts[id.Node] = n + 1
+		if ok && n == 0 {
+			s.silent--
+		}
+	case !ok:
 		s.switchStarts[id.Node] = 0
+		s.silent++
+	}
+	if s.full() {
+		return
 	}
 	q := s.queues[id]
 	if q == nil {
@@ -159,12 +184,13 @@ func (a *Analyzer) thinned(id BufferID) bool {
 // estimateNote marks the evidence an estimated residence came from.
 const estimateNote = "residence estimated from this report of the queue"
 
-// estimate is how an element's time was estimated: the quality (1 when
-// a report of the queue is at the message's moment, down to 0.5 at
-// sampleGap) and the reports it came from.
-type estimate struct {
-	quality float64
-	from    []Evidence
+// Estimate is how an element's time was estimated (docs/analyze-json.md):
+// its quality, 1 when a report of the queue is at the message's moment,
+// falling linearly to 0.5 at sampleGap, and the reports it came from.
+// Part of a Result: read-only once Finish returns.
+type Estimate struct {
+	Quality float64    `json:"quality"`
+	From    []Evidence `json:"from"`
 }
 
 // estimateHops adds to m, for every switch queue its half-connection
@@ -173,7 +199,7 @@ type estimate struct {
 // end moves to the end of that passage. It changes nothing unless the
 // trace is thinned.
 func (a *Analyzer) estimateHops(m *message) {
-	if m == nil || !m.seen || len(a.smp.queues) == 0 {
+	if m == nil || !m.seen || len(a.smp.queues) == 0 || !a.smp.any() {
 		return
 	}
 	f := m.hc.flow
@@ -203,7 +229,7 @@ func (a *Analyzer) estimateHops(m *message) {
 		if est == nil {
 			continue
 		}
-		ev := est.from[0]
+		ev := est.From[0]
 		if m.bufs == nil {
 			m.bufs = m.bufs0[:0]
 		}
@@ -237,7 +263,7 @@ func (a *Analyzer) crosses(b *bufState, f decode.Flow) bool {
 // the queuing reports of the episode after or before say nothing of t.
 // (A stall event's end is no bound: the reports of the backlog behind a
 // stall extend it.) nil when no report is near enough.
-func (a *Analyzer) residenceAt(id BufferID, t int64) (int64, *estimate) {
+func (a *Analyzer) residenceAt(id BufferID, t int64) (int64, *Estimate) {
 	q := a.smp.queues[id]
 	b := a.buffers[id]
 	if q == nil || b == nil {
@@ -265,7 +291,7 @@ func (a *Analyzer) residenceAt(id BufferID, t int64) (int64, *estimate) {
 		}
 	}
 	var res, near int64
-	est := &estimate{}
+	est := &Estimate{}
 	switch {
 	case lo != nil && hi != nil:
 		span := hi.enter - lo.enter
@@ -274,20 +300,20 @@ func (a *Analyzer) residenceAt(id BufferID, t int64) (int64, *estimate) {
 			res = lo.res + (hi.res-lo.res)*(t-lo.enter)/span
 		}
 		near = min(t-lo.enter, hi.enter-t)
-		est.from = []Evidence{lo.ev, hi.ev}
+		est.From = []Evidence{lo.ev, hi.ev}
 	case lo != nil:
 		res, near = lo.res, t-lo.enter
-		est.from = []Evidence{lo.ev}
+		est.From = []Evidence{lo.ev}
 	case hi != nil:
 		res, near = hi.res, hi.enter-t
-		est.from = []Evidence{hi.ev}
+		est.From = []Evidence{hi.ev}
 	default:
 		return 0, nil
 	}
-	for i := range est.from {
-		est.from[i].Note = estimateNote
+	for i := range est.From {
+		est.From[i].Note = estimateNote
 	}
-	est.quality = 1 - float64(near)/float64(2*sampleGap)
+	est.Quality = 1 - float64(near)/float64(2*sampleGap)
 	return max(res, 0), est
 }
 
@@ -296,21 +322,11 @@ func (a *Analyzer) residenceAt(id BufferID, t int64) (int64, *estimate) {
 func estimatedQuality(es []*Element) float64 {
 	q := 1.0
 	for _, e := range es {
-		if e.est != nil {
-			q = min(q, e.est.quality)
+		if e.Estimate != nil {
+			q = min(q, e.Estimate.Quality)
 		}
 	}
 	return q
-}
-
-// markEstimates fills the exported estimate fields of a reported RPC's
-// chain.
-func markEstimates(r *RPC) {
-	for i := range r.Chain {
-		if e := &r.Chain[i]; e.est != nil {
-			e.Estimated, e.EstimatedFrom = true, e.est.from
-		}
-	}
 }
 
 // onThinnedPath says whether, in a thinned trace, half-connection f (or

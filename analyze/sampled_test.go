@@ -165,7 +165,7 @@ func findRequest(res *Result, id uint64) *Request {
 
 func estimatedAt(r *RPC, port uint32) *Element {
 	for i := range r.Chain {
-		if e := &r.Chain[i]; e.Estimated && e.Port == port {
+		if e := &r.Chain[i]; e.Estimate != nil && e.Port == port {
 			return e
 		}
 	}
@@ -199,8 +199,8 @@ func TestUnsampledMessageBlamedOnCongestedQueue(t *testing.T) {
 		if e == nil || e.Dir != "response" || e.Time < int64(4500*time.Microsecond) || e.Time > int64(5500*time.Microsecond) {
 			t.Fatalf("%+v: estimated element %+v, want the response's ~5 ms at port %d", mode, e, portToClient)
 		}
-		if len(e.EstimatedFrom) == 0 || e.EstimatedFrom[0].Latency < uint32(4*time.Millisecond) {
-			t.Errorf("%+v: estimated from %+v, want the queue's 5 ms reports", mode, e.EstimatedFrom)
+		if e.Estimate == nil || len(e.Estimate.From) == 0 || e.Estimate.From[0].Latency < uint32(4*time.Millisecond) {
+			t.Errorf("%+v: estimated from %+v, want the queue's 5 ms reports", mode, e.Estimate)
 		}
 		if q.RPCs[0].Latency < int64(5*time.Millisecond) {
 			t.Errorf("%+v: latency %s does not include the queue's estimated 5 ms", mode, dur(q.RPCs[0].Latency))
@@ -285,14 +285,30 @@ func TestUnsampledMessageQuietQueueNotBlamed(t *testing.T) {
 func TestFullReportsEstimateNothing(t *testing.T) {
 	ids := thinIDs(thinRPCs)
 	p := thinSpec{congested: 5 * time.Millisecond, congestFrom: t0 + 100*thinStep, congestFor: 30 * thinStep}
-	res := newScenarioFrom(p, ids).run(t, Options{})
+	s := newScenarioFrom(p, ids)
+	sortRecords(s.recs)
+	a := New(Options{Topology: [][]byte{topology}})
+	for i := range s.recs {
+		a.Feed(&s.recs[i])
+	}
+	// Once the trace shows it reports every message, nothing is kept for
+	// estimation.
+	if !a.smp.full() {
+		t.Fatalf("a trace with every message start is not known as full: %+v", a.smp)
+	}
+	for id, q := range a.smp.queues {
+		if len(q.s) > minStarts {
+			t.Errorf("%+v: %d residences kept in a full trace", id, len(q.s))
+		}
+	}
+	res := a.Finish()
 	if len(res.RLAs) == 0 {
 		t.Fatal("no RLA in the congested queue")
 	}
 	for _, q := range res.RLAs {
 		for _, r := range q.RPCs {
 			for _, e := range r.Chain {
-				if e.Estimated {
+				if e.Estimate != nil {
 					t.Fatalf("%s: element %s estimated in a trace that reports every message", r.ID, e.Buffer)
 				}
 			}
