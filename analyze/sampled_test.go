@@ -426,3 +426,27 @@ func abs64(x int64) int64 {
 	}
 	return x
 }
+
+// The fuzz target's thinned seed reaches the estimation code: its trace
+// is recognised as thinned and messages get estimated elements.
+func TestThinnedFuzzSeed(t *testing.T) {
+	recs := recordsFrom(thinnedSeed())
+	a := New(Options{SLO: time.Millisecond, BaselineMin: 2, Window: time.Second, TraceIdle: 10 * time.Millisecond})
+	for i := range recs {
+		a.Feed(&recs[i])
+	}
+	if !a.smp.any() || a.smp.full() {
+		t.Fatalf("the seed is not thinned: %+v", a.smp)
+	}
+	res := a.Finish()
+	for _, q := range res.RLAs {
+		for _, r := range q.RPCs {
+			for _, e := range r.Chain {
+				if e.Estimate != nil {
+					return
+				}
+			}
+		}
+	}
+	t.Fatalf("no estimated element in %d RLAs", len(res.RLAs))
+}
