@@ -19,15 +19,19 @@ import (
 // long. So the residence an unreported message met at a switch queue is
 // estimated from what the same queue reported around the moment the
 // message entered it (the residences of sampled messages, its queuing
-// reports), and the queues a half-connection crosses
-// are learned from the reports that named it or another flow towards the
-// same destination. The estimate joins the message's chain marked as
+// reports), and the queues a half-connection crosses are learned from the
+// reports that named it or another flow towards the same destination. The estimate joins the message's chain marked as
 // such, with the reports it came from as evidence; a diagnosis resting on
 // it says so and lowers its confidence by how far the nearest report was.
 //
 // None of this applies to a trace whose monitors report every message at
 // every hop: estimation starts only once the trace is known to be thinned
-// (thinned), so such traces are analysed exactly as before.
+// (thinned), so such traces are analysed exactly as before. In a thinned
+// trace two more things change: a message's transfer time is attributed
+// along the learned path (onThinnedPath), and switch stalls are inferred
+// with the monitor's threshold (headStalled) and a cautious drain rate
+// (usualDrain), because the departures the full inference bounds a
+// queue's drain with are 1 in N of the reports.
 
 // sampleGap is how far from a report of a queue its residence is still
 // taken as the queue's state: a queue that keeps queuing is reported at
