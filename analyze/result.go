@@ -127,24 +127,24 @@ type Consequence struct {
 
 // Diagnosis names the root cause of an RLA.
 type Diagnosis struct {
-	Buffer     string  `json:"buffer"`
-	Kind       string  `json:"kind"`
-	NodeID     uint32  `json:"node_id"`
-	Port       uint32  `json:"port,omitempty"`
-	Queue      uint8   `json:"queue,omitempty"`
-	Event      string  `json:"event"`
-	EventID    int     `json:"event_id,omitempty"`
-	Start      int64   `json:"start_ns,omitempty"`
-	End        int64   `json:"end_ns,omitempty"`
-	Magnitude  int64   `json:"magnitude,omitempty"` // ns of residence/stall, or drops
-	Explained  int64   `json:"explained_ns"`
-	Confidence float64 `json:"confidence"` // share of the excess this element holds
+	Buffer     string     `json:"buffer"`
+	Kind       string     `json:"kind"`
+	NodeID     uint32     `json:"node_id"`
+	Port       uint32     `json:"port,omitempty"`
+	Queue      uint8      `json:"queue,omitempty"`
+	Event      string     `json:"event"`
+	EventID    int        `json:"event_id,omitempty"`
+	Start      int64      `json:"start_ns,omitempty"`
+	End        int64      `json:"end_ns,omitempty"`
+	Magnitude  int64      `json:"magnitude,omitempty"` // ns of residence/stall, or drops
+	Explained  int64      `json:"explained_ns"`
+	Confidence float64    `json:"confidence"` // share of the excess this element holds
+	Evidence   []Evidence `json:"evidence"`
+	Culprits   []Culprit  `json:"culprits"`
+	Pattern    string     `json:"pattern,omitempty"`
 	// Estimated: the cause's time was estimated (Element.Estimate), and
 	// Confidence is lowered by how far the reports it came from were.
-	Estimated bool       `json:"estimated,omitempty"`
-	Evidence  []Evidence `json:"evidence"`
-	Culprits  []Culprit  `json:"culprits"`
-	Pattern   string     `json:"pattern,omitempty"`
+	Estimated bool `json:"estimated,omitempty"`
 }
 
 // Culprit is another flow present in the root-cause buffer during the event.
