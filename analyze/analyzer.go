@@ -58,6 +58,7 @@ type Analyzer struct {
 
 	rlas  []*Request
 	stats Stats
+	smp   sampling // thinned message starts (sampled.go)
 	free  freeLists
 }
 

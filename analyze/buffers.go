@@ -104,6 +104,7 @@ func (a *Analyzer) report(r *decode.Record) {
 		enter = at - int64(r.Latency)
 	}
 	ev := evidenceOf(r, at)
+	a.noteReport(r, id, enter, at, ev) // sampled.go
 	a.learnNode(r, id)
 	if r.HasFlow {
 		a.bufferFlow(id, r.Flow, at, r.PayloadLen)
@@ -312,7 +313,9 @@ func (a *Analyzer) drainedSlowly(b *bufState, r *decode.Record, enter, at int64,
 	slow, sample := false, queued && r.Occupancy > 0
 	// Most reports did not queue: only their departure is noted.
 	if queued {
-		if mu, usual := d.usual(); mu > 0 {
+		if a.headStalled(b, enter, at) { // sampled.go
+			slow, sample = true, false
+		} else if mu, usual := a.usualDrain(b); mu > 0 {
 			if p, ok := d.before(at); ok && p.at >= enter {
 				slow = undrained(float64(p.occ), at-p.at, mu, usual)
 				sample = !slow

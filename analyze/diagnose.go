@@ -298,6 +298,7 @@ type cause struct {
 	excess   int64
 	event    *Event
 	evidence []Evidence
+	est      []*Element // its elements whose time was estimated (sampled.go)
 }
 
 // diagnose decomposes an RPC's latency along its chain against the class
@@ -363,6 +364,11 @@ func (a *Analyzer) diagnose(r *RPC) *Diagnosis {
 		}
 		cs.excess += e.Excess
 		cs.evidence = append(cs.evidence, evid...)
+		if e.Estimate != nil {
+			// evid holds the first report the time came from.
+			cs.est = append(cs.est, e)
+			cs.evidence = append(cs.evidence, e.Estimate.From[1:]...)
+		}
 	}
 	var best *cause
 	for _, k := range order {
@@ -381,6 +387,13 @@ func (a *Analyzer) diagnose(r *RPC) *Diagnosis {
 		Buffer: a.bufferName(best.key.buf), Kind: best.key.buf.Kind.String(), NodeID: best.key.buf.Node,
 		Port: best.key.buf.Port, Queue: best.key.buf.Queue, Event: best.key.class.String(),
 		Explained: best.excess, Confidence: math.Min(1, float64(best.excess)/float64(denom)),
+	}
+	if len(best.est) > 0 {
+		// An estimated residence is the queue's state near the message's
+		// moment, not the message's own: the further the reports it came
+		// from, the less it is worth.
+		d.Estimated = true
+		d.Confidence *= estimatedQuality(best.est)
 	}
 	switch best.key.buf.Kind {
 	case ElemWire, ElemRetransmit, ElemLink:
@@ -557,7 +570,7 @@ func (a *Analyzer) eventOnPath(flow decode.Flow, from, to int64, want EventClass
 	rf := reverse(flow)
 	var best, bestTop *Event
 	for _, b := range a.buffers {
-		if b.flows[flow] == nil && b.flows[rf] == nil {
+		if b.flows[flow] == nil && b.flows[rf] == nil && !a.onThinnedPath(b, flow) {
 			continue
 		}
 		// top covers most of the window among b's events; a stall of b

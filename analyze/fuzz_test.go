@@ -77,6 +77,7 @@ func FuzzFeed(f *testing.F) {
 	}
 	f.Add(seed.Bytes())
 	f.Add(bytes.Repeat([]byte{0, 10, 1, 0, 0, 0, 1, 5, 0xb4, 0x18, 0, 7, 0, 0, 1, 0, 9, 0, 0, 0, 0, 0, 0, 3}, 8))
+	f.Add(thinnedSeed())
 	f.Fuzz(func(t *testing.T, b []byte) {
 		recs := recordsFrom(b)
 		a := New(Options{SLO: time.Millisecond, BaselineMin: 2, Window: time.Second, TraceIdle: 10 * time.Millisecond})
@@ -107,6 +108,30 @@ func FuzzFeed(f *testing.F) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// thinnedSeed is fuzz input whose message starts are sampled (RPC IDs 0
+// and 2 only, whose hashes are even) and whose router reports queuing
+// and hops without message starts: the estimation of sampled.go runs on
+// it (TestThinnedFuzzSeed).
+func thinnedSeed() []byte {
+	var out []byte
+	for i := range 40 {
+		id := byte(2 * (i % 2))
+		recs := [][24]byte{
+			// host qdisc message start (node 1), tagged
+			{0, 20, byte(i % 4), 0, 0, byte(i), 0, 0, 32, 0, 0, 0, 0, 0, 0x13, 0x88, 0, 6, 3, 4, 0, id, 1, 9},
+			// the tagged segment captured, then its response
+			{0, 30, byte(i % 4), 0, 0, byte(i), 0, 1, 44, 0x18, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, id, 0, 9},
+			{0, 60, byte(i%4) | 1, 0, 0, byte(i), 0, 5, 0xa0, 0x18, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, id, 0, 6},
+			// router queue report (node 2), residence 3 ms
+			{0, 10, byte(i%4) | 1, 0, 0, byte(i), 0, 5, 0xa0, 0x18, 0, 0, 0, 0x2d, 0xc6, 0xc0, 40, 4, 1, 1, 0, 0, 1, 1},
+		}
+		for _, c := range recs {
+			out = append(out, c[:]...)
+		}
+	}
+	return out
 }
 
 // FuzzTopology: the topology document comes from the trace file, so any

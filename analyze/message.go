@@ -48,6 +48,7 @@ type bufObs struct {
 	maxRes      uint32
 	n           int
 	ev          Evidence
+	est         *Estimate // not reported: estimated from the queue's reports (sampled.go)
 }
 
 // maxSegs bounds the retransmission bookkeeping of one message; beyond

@@ -182,6 +182,9 @@ func Explain(w io.Writer, q *Request) error {
 			if e.Reports > 0 {
 				ew.printf("  (%d reports)", e.Reports)
 			}
+			if e.Estimate != nil {
+				ew.printf("  (estimated from %d reports of the queue)", len(e.Estimate.From))
+			}
 			ew.printf("\n")
 		}
 		for _, c := range r.Effects {
@@ -200,7 +203,11 @@ func Explain(w io.Writer, q *Request) error {
 		ew.printf("root cause: none found (no element holds excess latency)\n")
 		return ew.err
 	}
-	ew.printf("root cause: %s %s  explains %s (confidence %.0f%%)\n", d.Buffer, d.Event, dur(d.Explained), 100*d.Confidence)
+	ew.printf("root cause: %s %s  explains %s (confidence %.0f%%)", d.Buffer, d.Event, dur(d.Explained), 100*d.Confidence)
+	if d.Estimated {
+		ew.printf("  estimated: the message was not reported there")
+	}
+	ew.printf("\n")
 	if d.EventID != 0 {
 		ew.printf("  event #%d %s .. %s  magnitude %d\n", d.EventID, ts(d.Start), ts(d.End), d.Magnitude)
 	}

@@ -106,6 +106,10 @@ type Element struct {
 	Baseline int64  `json:"baseline_ns"`
 	Excess   int64  `json:"excess_ns"`
 	Reports  int    `json:"reports,omitempty"`
+	// Estimate is set for a queue the trace did not report the message at
+	// (thinned message starts): Time is the residence the queue's reports
+	// around that moment show.
+	Estimate *Estimate `json:"estimate,omitempty"`
 	id       BufferID
 	ev       *Evidence
 }
@@ -138,6 +142,9 @@ type Diagnosis struct {
 	Evidence   []Evidence `json:"evidence"`
 	Culprits   []Culprit  `json:"culprits"`
 	Pattern    string     `json:"pattern,omitempty"`
+	// Estimated: the cause's time was estimated (Element.Estimate), and
+	// Confidence is lowered by how far the reports it came from were.
+	Estimated bool `json:"estimated,omitempty"`
 }
 
 // Culprit is another flow present in the root-cause buffer during the event.

@@ -163,6 +163,10 @@ func (a *Analyzer) finalize(p *rpc) {
 	r.Start, r.reqFlow, r.id, r.trace = req.firstOut, req.hc.flow, p.id, p.trace
 	f := req.hc.flow
 	r.serverNode = a.nodes[f.DstAddr()]
+	a.estimateHops(req) // sampled.go: queues the trace did not report the messages at
+	if resp != nil && resp.seen {
+		a.estimateHops(resp)
+	}
 	r.Request = timing(req)
 	r.Incomplete = resp == nil || !resp.complete
 	if resp != nil && resp.seen {
@@ -282,7 +286,7 @@ func (a *Analyzer) direction(out []Element, dir string, m *message) []Element {
 		out = append(out, Element{
 			Dir: dir, Kind: b.id.Kind.String(), NodeID: b.id.Node,
 			Port: b.id.Port, Queue: b.id.Queue, Start: b.first, End: b.last,
-			Time: int64(b.maxRes), Reports: b.n, id: b.id, ev: &b.ev,
+			Time: int64(b.maxRes), Reports: b.n, id: b.id, ev: &b.ev, Estimate: b.est,
 		})
 		held += int64(b.maxRes)
 	}
