@@ -27,8 +27,12 @@ type Options struct {
 	// must exceed the longest request. Default 10 s.
 	Window time.Duration
 	// Settle is how long after a response's last byte the analyzer keeps
-	// collecting observations of it (later capture points, late reports)
-	// before it finalizes the RPC. Default 100 ms.
+	// collecting observations of it (later capture points, late reports,
+	// retransmissions) before it finalizes the RPC. Default 300 ms: a
+	// lost last segment is sent again only when the retransmission timer
+	// fires, at least 200 ms later on Linux (TCP_RTO_MIN), and the
+	// response ends with that copy, not with the one the capture saw
+	// before the loss.
 	Settle time.Duration
 	// TraceIdle closes an end-user request (trace ID) when none of its
 	// RPCs has been active for this long. Default 1 s.
@@ -58,7 +62,7 @@ func (o Options) withDefaults() Options {
 		o.Window = 10 * time.Second
 	}
 	if o.Settle == 0 {
-		o.Settle = 100 * time.Millisecond
+		o.Settle = 300 * time.Millisecond
 	}
 	if o.TraceIdle == 0 {
 		o.TraceIdle = time.Second
