@@ -404,6 +404,40 @@ func TestSmallSendBufferHoldsTheRequest(t *testing.T) {
 	}
 }
 
+// When the send queue clears as the request's last byte goes out, the
+// socket's next byte to send (the report's sequence number) is already the
+// first byte of the next request on the connection, which leaves later:
+// the wait is still the request's.
+func TestSendQueueClearedAtTheNextMessage(t *testing.T) {
+	s := newScenario()
+	t1 := s.baseline(t0, 40, 1)
+	cf := flow("10.77.1.2", 40000, "10.77.3.2", 9000)
+	seq := s.seqs[cf]
+	end := s.rpc(rpcSpec{client: "10.77.1.2", cport: 40000, rpc: 0xdead, trace: 0xbeef, at: t1,
+		reqLen: 30 * mss, respLen: 4000, server: time.Millisecond, reqGap: 2 * time.Millisecond})
+	s.add(sendQueueReport(t1+int64(time.Millisecond), cf, seq+2*mss, decode.HostFlagStart, 0, 16384, 60000, 65535))
+	s.add(sendQueueReport(t1+int64(59*time.Millisecond), cf, seq+30*mss, decode.HostFlagCleared, 58*time.Millisecond, 16384, 60000, 65535))
+	s.rpc(rpcSpec{client: "10.77.1.2", cport: 40000, rpc: 0xfeed, trace: 0xf00d, at: end + int64(time.Millisecond),
+		reqLen: 300, respLen: 4000, server: time.Millisecond})
+	s.baseline(end+int64(100*time.Millisecond), 10, 100)
+	q := onlyRLA(t, s.run(t, Options{SLO: 20 * time.Millisecond}))
+	if q.ID != HexID(0xbeef) {
+		t.Fatalf("RLA %s, want the held request %s", q.ID, HexID(0xbeef))
+	}
+	if d := q.Diagnosis; d == nil || d.Kind != "sock-send" || d.Event != "queuing" {
+		t.Fatalf("root cause %+v, want c1's socket send queue, queuing", d)
+	}
+	var held int64
+	for _, e := range q.RPCs[0].Chain {
+		if e.Dir == "request" && e.Kind == "sock-send" {
+			held = e.Time
+		}
+	}
+	if held != int64(58*time.Millisecond) {
+		t.Errorf("send queue element holds %s, want the 58 ms the queue was full", dur(held))
+	}
+}
+
 // The same full send queue with a congestion window below its capacity is
 // back-pressure from the path: not the request's root cause.
 func TestBackPressureIsNotTheSendBuffer(t *testing.T) {

@@ -220,7 +220,9 @@ func (a *Analyzer) sendBlocked(r *decode.Record, id BufferID, at int64, ev Evide
 		return
 	}
 	m, _ := h.find(r.TCPSeq)
-	if m == nil {
+	if m == nil || m.seen && m.firstOut > at {
+		// snd_nxt is the first byte of a message that had not left when
+		// the queue cleared: the one being held is the message before.
 		m, _ = h.find(r.TCPSeq - 1)
 	}
 	if m == nil || !m.seen {
