@@ -41,6 +41,7 @@ type Analyzer struct {
 	recent  [2]*halfConn // cache in front of halves; cleared when halves are evicted
 	rpcs    map[rpcKey]*rpc
 	buffers map[BufferID]*bufState
+	lastBuf *bufState // cache in front of buffers; cleared when buffers are evicted
 	classes map[classKey]*class
 	traces  map[uint64]*traceGroup
 	traceQ  []*traceGroup // the open traces in opening order (closeTraces)
@@ -512,6 +513,7 @@ func (a *Analyzer) maintain(final bool) {
 		h.bytes.prune(a.now - window)
 	}
 	a.closeTraces(final)
+	a.lastBuf = nil
 	for id, b := range a.buffers {
 		b.prune(a.now-window, final)
 		if len(b.flows) == 0 && len(b.events) == 0 && b.last+window <= a.now {

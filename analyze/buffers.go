@@ -24,9 +24,14 @@ type bufState struct {
 	flows  map[decode.Flow]*flowAtBuf
 	events []*Event // in start order; recent ones only
 	drain  *drainState
+	// The flow last noted here (bufferFlow): reports of one buffer come
+	// in runs of one flow. Cleared when flows are pruned.
+	lastFlow decode.Flow
+	lastFB   *flowAtBuf
 }
 
 func (b *bufState) prune(before int64, final bool) {
+	b.lastFB = nil
 	for f, fb := range b.flows {
 		if fb.last < before {
 			delete(b.flows, f)
@@ -49,12 +54,24 @@ func (b *bufState) prune(before int64, final bool) {
 }
 
 func (a *Analyzer) buffer(id BufferID) *bufState {
+	if b := a.lastBuf; b != nil && b.id == id {
+		return b
+	}
 	b := a.buffers[id]
 	if b == nil {
 		b = &bufState{id: id, flows: make(map[decode.Flow]*flowAtBuf)}
 		a.buffers[id] = b
 	}
+	a.lastBuf = b
 	return b
+}
+
+// lookupBuffer returns buffer id if it is known, like a.buffers[id].
+func (a *Analyzer) lookupBuffer(id BufferID) *bufState {
+	if b := a.lastBuf; b != nil && b.id == id {
+		return b
+	}
+	return a.buffers[id]
 }
 
 // bufferFlow notes that flow f crossed buffer id at time t, carrying n
@@ -62,10 +79,14 @@ func (a *Analyzer) buffer(id BufferID) *bufState {
 func (a *Analyzer) bufferFlow(id BufferID, f decode.Flow, t int64, n uint32) {
 	b := a.buffer(id)
 	b.last = max(b.last, t)
-	fb := b.flows[f]
-	if fb == nil {
-		fb = &flowAtBuf{}
-		b.flows[f] = fb
+	fb := b.lastFB
+	if fb == nil || b.lastFlow != f {
+		fb = b.flows[f]
+		if fb == nil {
+			fb = &flowAtBuf{}
+			b.flows[f] = fb
+		}
+		b.lastFlow, b.lastFB = f, fb
 	}
 	fb.last = max(fb.last, t)
 	if n > 0 {
@@ -214,7 +235,7 @@ func backPressure(r *decode.Record, id BufferID) bool {
 // a cleared condition carries its whole duration; the time before the
 // message's first byte left belongs to the previous message.
 func (a *Analyzer) sendBlocked(r *decode.Record, id BufferID, at int64, ev Evidence) {
-	h := a.halves[r.Flow]
+	h := a.lookupHalf(r.Flow)
 	if h == nil {
 		return
 	}
@@ -445,7 +466,7 @@ func isQueue(k ElementKind) bool {
 
 // stalledAt reports whether buffer id had a stall event running at t.
 func (a *Analyzer) stalledAt(id BufferID, t int64) bool {
-	b := a.buffers[id]
+	b := a.lookupBuffer(id)
 	if b == nil {
 		return false
 	}
@@ -542,7 +563,7 @@ func (a *Analyzer) dropAs(id BufferID, class EventClass, at int64, ev Evidence) 
 // pathNode records the switches a flow crosses; a switch that appears
 // after the flow was established on others is a path change.
 func (a *Analyzer) pathNode(f decode.Flow, id BufferID, at int64, ev Evidence) {
-	h := a.halves[f]
+	h := a.lookupHalf(f)
 	if h == nil {
 		return
 	}

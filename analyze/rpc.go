@@ -188,8 +188,9 @@ func (a *Analyzer) finalize(p *rpc) {
 	if r.Incomplete {
 		a.stats.Incomplete++
 	} else {
-		a.class(r.cls).add(r)
-		a.class(r.coarseK).add(r)
+		r.clsC, r.coarseC = a.classesOf(req.hc, r.cls)
+		r.clsC.add(r)
+		r.coarseC.add(r)
 	}
 	g := a.addToTrace(p, r)
 	// The group owns the messages its chains point into (Element.ev) if
@@ -373,6 +374,21 @@ func (a *Analyzer) addToTrace(p *rpc, r *RPC) *traceGroup {
 	g.rpcs = append(g.rpcs, r)
 	g.last = max(g.last, r.End, a.now)
 	return g
+}
+
+// classesOf returns the class of k and that of its server endpoint alone
+// (the coarse class), creating them. The RPCs of one connection have one
+// server, and mostly one response size: the direction that carries their
+// requests remembers its classes, which saves hashing two class keys per
+// RPC (classes are never removed).
+func (a *Analyzer) classesOf(h *halfConn, k classKey) (sized, coarse *class) {
+	if h.coarse == nil {
+		h.coarse = a.class(classKey{server: k.server, bucket: -1})
+	}
+	if h.sized == nil || h.sizedKey != k {
+		h.sized, h.sizedKey = a.class(k), k
+	}
+	return h.sized, h.coarse
 }
 
 // classKey names an RPC class: the server endpoint and the power of two
