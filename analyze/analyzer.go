@@ -37,8 +37,11 @@ type Analyzer struct {
 	now  int64
 	tick int
 
-	halves  map[decode.Flow]*halfConn
-	recent  [2]*halfConn // cache in front of halves; cleared when halves are evicted
+	halves map[decode.Flow]*halfConn
+	// hcache is a direct-mapped cache in front of halves (slotOf): the
+	// directions of a few hundred connections are found without hashing
+	// a 38-byte key. Cleared when halves are evicted.
+	hcache  [halfSlots]*halfConn
 	rpcs    map[rpcKey]*rpc
 	buffers map[BufferID]*bufState
 	lastBuf *bufState // cache in front of buffers; cleared when buffers are evicted
@@ -129,17 +132,25 @@ func evidenceOf(r *decode.Record, at int64) Evidence {
 	return e
 }
 
+// halfSlots is the size of Analyzer.hcache, a power of two.
+const halfSlots = 256
+
+// slotOf picks f's slot in Analyzer.hcache from its ports and the low
+// bytes of its addresses: cheap, and different for the connections of
+// one host pair.
+func slotOf(f *decode.Flow) int {
+	x := uint64(f.SrcPort) | uint64(f.DstPort)<<16 |
+		uint64(f.Src[3]^f.Src[15])<<32 | uint64(f.Dst[3]^f.Dst[15])<<40 | uint64(f.Proto)<<48
+	return int((x * 0x9e3779b97f4a7c15) >> (64 - 8))
+}
+
 func (a *Analyzer) half(f decode.Flow, t int64) *halfConn {
-	// Segments come in bursts per connection: the last two directions
-	// used answer most lookups without hashing a 40-byte key.
-	for _, c := range a.recent {
-		if c != nil && c.flow == f {
-			c.last = t
-			return c
-		}
+	s := &a.hcache[slotOf(&f)]
+	if c := *s; c != nil && c.flow == f {
+		c.last = t
+		return c
 	}
 	h := a.halves[f]
-	defer func() { a.recent[1], a.recent[0] = a.recent[0], h }()
 	if h == nil {
 		h = &halfConn{flow: f}
 		if rv := a.halves[reverse(f)]; rv != nil {
@@ -149,20 +160,23 @@ func (a *Analyzer) half(f decode.Flow, t int64) *halfConn {
 		}
 		a.halves[f] = h
 	}
+	*s = h
 	h.last = t
 	return h
 }
 
 // lookupHalf returns the direction f if it is known, like a.halves[f],
-// trying the two most recently used directions first (an ACK mostly
-// answers the data that came just before it).
+// through the cache in front of it.
 func (a *Analyzer) lookupHalf(f decode.Flow) *halfConn {
-	for _, c := range a.recent {
-		if c != nil && c.flow == f {
-			return c
-		}
+	s := &a.hcache[slotOf(&f)]
+	if c := *s; c != nil && c.flow == f {
+		return c
 	}
-	return a.halves[f]
+	h := a.halves[f]
+	if h != nil {
+		*s = h
+	}
+	return h
 }
 
 // packet handles a data packet seen at a capture point.
@@ -504,7 +518,7 @@ func (a *Analyzer) maintain(final bool) {
 		expired[i] = nil
 	}
 	a.expired = expired[:0]
-	a.recent = [2]*halfConn{}
+	clear(a.hcache[:])
 	for f, h := range a.halves {
 		if final || (h.last+window <= a.now && len(h.msgs) == 0) {
 			delete(a.halves, f)
