@@ -335,7 +335,8 @@ func (a *Analyzer) tagged(h *halfConn, t *decode.RequestTag, seq uint32, at int6
 	if h.hasAnchor && seqAfter(h.anchor, seq) {
 		return nil
 	}
-	m := a.newMessage(message{hc: h, kind: t.Kind, rpcID: t.RPCID, traceID: t.TraceID, start: seq, length: t.MessageLength})
+	m := a.newMessage(h, t.Kind, seq)
+	m.rpcID, m.traceID, m.length = t.RPCID, t.TraceID, t.MessageLength
 	// Segments of this message seen before its tag (reports are written
 	// after the packets they describe, so they may come first) made an
 	// inferred message inside its range: fold it in.
@@ -395,7 +396,8 @@ func (a *Analyzer) infer(h *halfConn, seq uint32, at int64) *message {
 		}
 		h.role = kind
 	}
-	m := a.newMessage(message{hc: h, kind: kind, start: start, inferred: true})
+	m := a.newMessage(h, kind, start)
+	m.inferred = true
 	h.insert(m)
 	a.adopt(m, at)
 	return m

@@ -56,6 +56,21 @@ const maxSegs = 1024
 
 // message is one RPC message (request or response) on one direction.
 type message struct {
+	msgState
+
+	// First storage of points, segs and bufs: most messages fit, so a
+	// message costs one allocation instead of four to eight. The message
+	// is only ever handled by pointer, so the slices stay valid. A
+	// recycled message does not clear them (newMessage): only what the
+	// slices hold is ever read, and they are two thirds of the message.
+	points0 [4]uint64
+	segs0   [8]segObs
+	bufs0   [2]bufObs
+}
+
+// msgState is a message without its inline storage: what recycling a
+// message resets.
+type msgState struct {
 	hc       *halfConn
 	owner    *rpc
 	kind     decode.MessageKind
@@ -90,13 +105,6 @@ type message struct {
 	rtxWait           int64
 	rtxEv             []Evidence
 	drops             []Evidence
-
-	// First storage of points, segs and bufs: most messages fit, so a
-	// message costs one allocation instead of four to eight. The message
-	// is only ever handled by pointer, so the slices stay valid.
-	points0 [4]uint64
-	segs0   [8]segObs
-	bufs0   [2]bufObs
 }
 
 // end is when the message was fully in: its tail's arrival once complete,
