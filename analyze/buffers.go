@@ -199,10 +199,10 @@ func (a *Analyzer) report(r *decode.Record) {
 		a.condition(id, EvQueuing, enter, at, residence, ev, 0)
 	}
 	if r.HasFlow && r.Flow.Proto == 6 && (r.PayloadLen > 0 || r.HasTag) {
-		o := obs{point: pointOf(id), enter: enter, at: at, buf: id, isBuf: true, latency: r.Latency, ev: ev}
 		if r.Kind == decode.RecordHostEvent && r.Event == decode.EventRetransmit {
-			o.ev.Note = "retransmitted"
+			ev.Note = "retransmitted"
 		}
+		o := obs{point: pointOf(id), enter: enter, at: at, buf: id, isBuf: true, latency: r.Latency, ev: &ev}
 		a.segment(r, &o)
 	}
 }

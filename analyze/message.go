@@ -15,15 +15,27 @@ type obs struct {
 	buf     BufferID
 	isBuf   bool
 	latency uint32
-	ev      Evidence
-	rec     *decode.Record // captured segments: ev is built from it on demand
+	// ev is the report's evidence (buffers; the caller's, read only
+	// during the call it passes o to). Captured segments have none: it is
+	// built from rec on demand. A pointer, not a copy: an obs is made for
+	// every segment and report.
+	ev  *Evidence
+	rec *decode.Record
 }
 
 func (o *obs) evidence() Evidence {
 	if o.rec != nil {
 		return evidenceOf(o.rec, o.at)
 	}
-	return o.ev
+	return *o.ev
+}
+
+// event is the event a buffer's report names (none for a capture).
+func (o *obs) event() decode.EventKind {
+	if o.ev == nil {
+		return 0
+	}
+	return o.ev.Event
 }
 
 // capturePoint marks obs.point values of capture interfaces (buffers use
@@ -179,7 +191,7 @@ func (m *message) addBuf(o *obs) {
 			b.first = min(b.first, o.enter)
 			b.last = max(b.last, o.at)
 			if o.latency > b.maxRes {
-				b.maxRes, b.ev = o.latency, o.ev
+				b.maxRes, b.ev = o.latency, *o.ev
 			}
 			return
 		}
@@ -187,7 +199,7 @@ func (m *message) addBuf(o *obs) {
 	if m.bufs == nil {
 		m.bufs = m.bufs0[:0]
 	}
-	m.bufs = append(m.bufs, bufObs{id: o.buf, first: o.enter, last: o.at, maxRes: o.latency, n: 1, ev: o.ev})
+	m.bufs = append(m.bufs, bufObs{id: o.buf, first: o.enter, last: o.at, maxRes: o.latency, n: 1, ev: *o.ev})
 }
 
 // segment records the segment, detects a retransmission (the same bytes
@@ -221,7 +233,7 @@ func (m *message) segment(o *obs, off, n uint32) bool {
 			seenHere = true
 			if o.at > s.at {
 				later = true
-				if !s.rtx && (o.point&capturePoint != 0 || o.ev.Event == decode.EventRetransmit) {
+				if !s.rtx && (o.point&capturePoint != 0 || o.event() == decode.EventRetransmit) {
 					s.rtx = true
 					m.rtxSegs++
 				}
@@ -233,7 +245,7 @@ func (m *message) segment(o *obs, off, n uint32) bool {
 		// Only a capture point (or a host's retransmission report) can
 		// tell a retransmission: a buffer reports the same segment more
 		// than once (entering, queued, leaving).
-		if later && (o.point&capturePoint != 0 || o.ev.Event == decode.EventRetransmit) {
+		if later && (o.point&capturePoint != 0 || o.event() == decode.EventRetransmit) {
 			m.retrans++
 			if w := o.at - earliest; w > m.rtxWait {
 				m.rtxWait = w
@@ -267,8 +279,9 @@ func (m *message) absorb(x *message) {
 		m.seen = true
 	}
 	m.hi = max(m.hi, x.hi+d)
-	for _, b := range x.bufs {
-		o := obs{buf: b.id, enter: b.first, at: b.last, latency: b.maxRes, ev: b.ev}
+	for i := range x.bufs {
+		b := &x.bufs[i]
+		o := obs{buf: b.id, enter: b.first, at: b.last, latency: b.maxRes, ev: &b.ev}
 		m.addBuf(&o)
 	}
 	if m.segs == nil {
