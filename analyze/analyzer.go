@@ -57,6 +57,7 @@ type Analyzer struct {
 	born     uint64      // RPCs created so far: rpc.born
 	swept    int64       // trace time of the last full sweep
 	nodes    map[netip.Addr]uint32
+	learned  [4]netip.Addr // the addresses learnNode found in nodes last
 	names    map[uint32]string
 	nextEv   int
 

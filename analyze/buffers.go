@@ -12,6 +12,7 @@ import (
 // flowAtBuf is what a buffer knows of one flow: when it was last seen
 // there and the bytes reports showed of it.
 type flowAtBuf struct {
+	flow  decode.Flow // its key in bufState.flows
 	last  int64
 	bytes byteSeries
 }
@@ -24,14 +25,17 @@ type bufState struct {
 	flows  map[decode.Flow]*flowAtBuf
 	events []*Event // in start order; recent ones only
 	drain  *drainState
-	// The flow last noted here (bufferFlow): reports of one buffer come
-	// in runs of one flow. Cleared when flows are pruned.
-	lastFlow decode.Flow
-	lastFB   *flowAtBuf
+	// fcache is a direct-mapped cache in front of flows (bufferFlow
+	// notes a flow for every report), like Analyzer.hcache. Cleared when
+	// flows are pruned.
+	fcache [flowSlots]*flowAtBuf
 }
 
+// flowSlots is the size of bufState.fcache, a power of two.
+const flowSlots = 16
+
 func (b *bufState) prune(before int64, final bool) {
-	b.lastFB = nil
+	clear(b.fcache[:])
 	for f, fb := range b.flows {
 		if fb.last < before {
 			delete(b.flows, f)
@@ -79,14 +83,15 @@ func (a *Analyzer) lookupBuffer(id BufferID) *bufState {
 func (a *Analyzer) bufferFlow(id BufferID, f decode.Flow, t int64, n uint32) {
 	b := a.buffer(id)
 	b.last = max(b.last, t)
-	fb := b.lastFB
-	if fb == nil || b.lastFlow != f {
+	s := &b.fcache[slotOf(&f)&(flowSlots-1)]
+	fb := *s
+	if fb == nil || fb.flow != f {
 		fb = b.flows[f]
 		if fb == nil {
-			fb = &flowAtBuf{}
+			fb = &flowAtBuf{flow: f}
 			b.flows[f] = fb
 		}
-		b.lastFlow, b.lastFB = f, fb
+		*s = fb
 	}
 	fb.last = max(fb.last, t)
 	if n > 0 {
@@ -494,9 +499,19 @@ func (a *Analyzer) learnNode(r *decode.Record, id BufferID) {
 	switch decode.BufferKind(id.Kind) {
 	case decode.BufferQdisc, decode.BufferSockSend, decode.BufferNICTx, decode.BufferAppSend:
 		addr := r.Flow.SrcAddr()
+		// The few senders' addresses are learned once; most reports
+		// come from one of the last ones (a.learned, known to be in
+		// a.nodes, which never drops an address).
+		for _, l := range a.learned {
+			if l == addr && l.IsValid() {
+				return
+			}
+		}
 		if _, ok := a.nodes[addr]; !ok {
 			a.nodes[addr] = r.Node
 		}
+		copy(a.learned[1:], a.learned[:])
+		a.learned[0] = addr
 	}
 }
 
