@@ -364,8 +364,11 @@ func (a *Analyzer) tagged(h *halfConn, t *decode.RequestTag, seq uint32, at int6
 // carries the same tag (a GSO copy was seen first).
 func (m *message) rebase(seq uint32, length uint32) {
 	d := m.start - seq
+	m.segEnd = 0
 	for i := range m.segs {
-		m.segs[i].off += d
+		s := &m.segs[i]
+		s.off += d
+		m.segEnd = max(m.segEnd, s.off+s.n)
 	}
 	m.hi += d
 	m.start, m.length = seq, length

@@ -106,8 +106,12 @@ type msgState struct {
 	tailIn int64
 	points []uint64 // points that saw the message; index = bit in segObs.seen
 
-	bufs    []bufObs
-	segs    []segObs
+	bufs []bufObs
+	segs []segObs
+	// segEnd is the largest off+n of segs (0 if none): a segment that
+	// starts at or after it overlaps none, the common case of new data,
+	// and segment does not scan them.
+	segEnd  uint32
 	retrans int
 	// rtxSegs counts the segments retransmitted (retrans counts every
 	// capture point's sighting of a retransmission); spurious those of
@@ -221,7 +225,7 @@ func (m *message) segment(o *obs, off, n uint32) bool {
 	}
 	earliest := int64(0)
 	seenHere, later := false, false
-	for i := len(m.segs) - 1; i >= 0; i-- {
+	for i := len(m.segs) - 1; i >= 0 && off < m.segEnd; i-- {
 		s := &m.segs[i]
 		if off >= s.off+s.n || s.off >= off+n {
 			continue
@@ -263,6 +267,7 @@ func (m *message) segment(o *obs, off, n uint32) bool {
 			m.segs = m.segs0[:0]
 		}
 		m.segs = append(m.segs, segObs{off: off, n: n, at: o.at, point: o.point, seen: bit})
+		m.segEnd = max(m.segEnd, off+n)
 	}
 	return true
 }
@@ -292,6 +297,7 @@ func (m *message) absorb(x *message) {
 			s.off += d
 			s.seen = 0 // point indexes differ between the two messages
 			m.segs = append(m.segs, s)
+			m.segEnd = max(m.segEnd, s.off+s.n)
 		}
 	}
 	m.retrans += x.retrans
