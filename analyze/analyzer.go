@@ -46,7 +46,7 @@ type Analyzer struct {
 	buffers map[BufferID]*bufState
 	lastBuf *bufState // cache in front of buffers; cleared when buffers are evicted
 	classes map[classKey]*class
-	traces  map[uint64]*traceGroup
+	traces  traceTable
 	traceQ  []*traceGroup // the open traces in opening order (closeTraces)
 
 	settling []*rpc
@@ -74,7 +74,6 @@ func New(opts Options) *Analyzer {
 		rpcs:    make(map[rpcKey]*rpc),
 		buffers: make(map[BufferID]*bufState),
 		classes: make(map[classKey]*class),
-		traces:  make(map[uint64]*traceGroup),
 		nodes:   make(map[netip.Addr]uint32),
 		names:   make(map[uint32]string),
 	}
@@ -561,7 +560,7 @@ func (a *Analyzer) closeTraces(final bool) {
 		if final || g.last+idle <= a.now && (a.ready(g) || g.last+window <= a.now) {
 			rlas := len(a.rlas)
 			a.closeTrace(g)
-			delete(a.traces, g.key)
+			a.traces.delete(g.key)
 			if len(a.rlas) == rlas {
 				a.release(g)
 			}
