@@ -37,12 +37,16 @@ type Analyzer struct {
 	now  int64
 	tick int
 
-	halves  map[decode.Flow]*halfConn
-	recent  [2]*halfConn // cache in front of halves; cleared when halves are evicted
+	halves map[decode.Flow]*halfConn
+	// hcache is a direct-mapped cache in front of halves (slotOf): the
+	// directions of a few hundred connections are found without hashing
+	// a 38-byte key. Cleared when halves are evicted.
+	hcache  [halfSlots]*halfConn
 	rpcs    map[rpcKey]*rpc
 	buffers map[BufferID]*bufState
+	lastBuf *bufState // cache in front of buffers; cleared when buffers are evicted
 	classes map[classKey]*class
-	traces  map[uint64]*traceGroup
+	traces  traceTable
 	traceQ  []*traceGroup // the open traces in opening order (closeTraces)
 
 	settling []*rpc
@@ -53,6 +57,7 @@ type Analyzer struct {
 	born     uint64      // RPCs created so far: rpc.born
 	swept    int64       // trace time of the last full sweep
 	nodes    map[netip.Addr]uint32
+	learned  [4]netip.Addr // the addresses learnNode found in nodes last
 	names    map[uint32]string
 	nextEv   int
 
@@ -70,7 +75,6 @@ func New(opts Options) *Analyzer {
 		rpcs:    make(map[rpcKey]*rpc),
 		buffers: make(map[BufferID]*bufState),
 		classes: make(map[classKey]*class),
-		traces:  make(map[uint64]*traceGroup),
 		nodes:   make(map[netip.Addr]uint32),
 		names:   make(map[uint32]string),
 	}
@@ -129,17 +133,25 @@ func evidenceOf(r *decode.Record, at int64) Evidence {
 	return e
 }
 
+// halfSlots is the size of Analyzer.hcache, a power of two.
+const halfSlots = 256
+
+// slotOf picks f's slot in Analyzer.hcache from its ports and the low
+// bytes of its addresses: cheap, and different for the connections of
+// one host pair.
+func slotOf(f *decode.Flow) int {
+	x := uint64(f.SrcPort) | uint64(f.DstPort)<<16 |
+		uint64(f.Src[3]^f.Src[15])<<32 | uint64(f.Dst[3]^f.Dst[15])<<40 | uint64(f.Proto)<<48
+	return int((x * 0x9e3779b97f4a7c15) >> (64 - 8))
+}
+
 func (a *Analyzer) half(f decode.Flow, t int64) *halfConn {
-	// Segments come in bursts per connection: the last two directions
-	// used answer most lookups without hashing a 40-byte key.
-	for _, c := range a.recent {
-		if c != nil && c.flow == f {
-			c.last = t
-			return c
-		}
+	s := &a.hcache[slotOf(&f)]
+	if c := *s; c != nil && c.flow == f {
+		c.last = t
+		return c
 	}
 	h := a.halves[f]
-	defer func() { a.recent[1], a.recent[0] = a.recent[0], h }()
 	if h == nil {
 		h = &halfConn{flow: f}
 		if rv := a.halves[reverse(f)]; rv != nil {
@@ -149,20 +161,23 @@ func (a *Analyzer) half(f decode.Flow, t int64) *halfConn {
 		}
 		a.halves[f] = h
 	}
+	*s = h
 	h.last = t
 	return h
 }
 
 // lookupHalf returns the direction f if it is known, like a.halves[f],
-// trying the two most recently used directions first (an ACK mostly
-// answers the data that came just before it).
+// through the cache in front of it.
 func (a *Analyzer) lookupHalf(f decode.Flow) *halfConn {
-	for _, c := range a.recent {
-		if c != nil && c.flow == f {
-			return c
-		}
+	s := &a.hcache[slotOf(&f)]
+	if c := *s; c != nil && c.flow == f {
+		return c
 	}
-	return a.halves[f]
+	h := a.halves[f]
+	if h != nil {
+		*s = h
+	}
+	return h
 }
 
 // packet handles a data packet seen at a capture point.
@@ -321,7 +336,8 @@ func (a *Analyzer) tagged(h *halfConn, t *decode.RequestTag, seq uint32, at int6
 	if h.hasAnchor && seqAfter(h.anchor, seq) {
 		return nil
 	}
-	m := a.newMessage(message{hc: h, kind: t.Kind, rpcID: t.RPCID, traceID: t.TraceID, start: seq, length: t.MessageLength})
+	m := a.newMessage(h, t.Kind, seq)
+	m.rpcID, m.traceID, m.length = t.RPCID, t.TraceID, t.MessageLength
 	// Segments of this message seen before its tag (reports are written
 	// after the packets they describe, so they may come first) made an
 	// inferred message inside its range: fold it in.
@@ -348,8 +364,11 @@ func (a *Analyzer) tagged(h *halfConn, t *decode.RequestTag, seq uint32, at int6
 // carries the same tag (a GSO copy was seen first).
 func (m *message) rebase(seq uint32, length uint32) {
 	d := m.start - seq
+	m.segEnd = 0
 	for i := range m.segs {
-		m.segs[i].off += d
+		s := &m.segs[i]
+		s.off += d
+		m.segEnd = max(m.segEnd, s.off+s.n)
 	}
 	m.hi += d
 	m.start, m.length = seq, length
@@ -381,7 +400,8 @@ func (a *Analyzer) infer(h *halfConn, seq uint32, at int64) *message {
 		}
 		h.role = kind
 	}
-	m := a.newMessage(message{hc: h, kind: kind, start: start, inferred: true})
+	m := a.newMessage(h, kind, start)
+	m.inferred = true
 	h.insert(m)
 	a.adopt(m, at)
 	return m
@@ -504,7 +524,7 @@ func (a *Analyzer) maintain(final bool) {
 		expired[i] = nil
 	}
 	a.expired = expired[:0]
-	a.recent = [2]*halfConn{}
+	clear(a.hcache[:])
 	for f, h := range a.halves {
 		if final || (h.last+window <= a.now && len(h.msgs) == 0) {
 			delete(a.halves, f)
@@ -513,6 +533,7 @@ func (a *Analyzer) maintain(final bool) {
 		h.bytes.prune(a.now - window)
 	}
 	a.closeTraces(final)
+	a.lastBuf = nil
 	for id, b := range a.buffers {
 		b.prune(a.now-window, final)
 		if len(b.flows) == 0 && len(b.events) == 0 && b.last+window <= a.now {
@@ -540,7 +561,7 @@ func (a *Analyzer) closeTraces(final bool) {
 		if final || g.last+idle <= a.now && (a.ready(g) || g.last+window <= a.now) {
 			rlas := len(a.rlas)
 			a.closeTrace(g)
-			delete(a.traces, g.key)
+			a.traces.delete(g.key)
 			if len(a.rlas) == rlas {
 				a.release(g)
 			}

@@ -12,6 +12,7 @@ import (
 // flowAtBuf is what a buffer knows of one flow: when it was last seen
 // there and the bytes reports showed of it.
 type flowAtBuf struct {
+	flow  decode.Flow // its key in bufState.flows
 	last  int64
 	bytes byteSeries
 }
@@ -24,9 +25,17 @@ type bufState struct {
 	flows  map[decode.Flow]*flowAtBuf
 	events []*Event // in start order; recent ones only
 	drain  *drainState
+	// fcache is a direct-mapped cache in front of flows (bufferFlow
+	// notes a flow for every report), like Analyzer.hcache. Cleared when
+	// flows are pruned.
+	fcache [flowSlots]*flowAtBuf
 }
 
+// flowSlots is the size of bufState.fcache, a power of two.
+const flowSlots = 16
+
 func (b *bufState) prune(before int64, final bool) {
+	clear(b.fcache[:])
 	for f, fb := range b.flows {
 		if fb.last < before {
 			delete(b.flows, f)
@@ -49,12 +58,24 @@ func (b *bufState) prune(before int64, final bool) {
 }
 
 func (a *Analyzer) buffer(id BufferID) *bufState {
+	if b := a.lastBuf; b != nil && b.id == id {
+		return b
+	}
 	b := a.buffers[id]
 	if b == nil {
 		b = &bufState{id: id, flows: make(map[decode.Flow]*flowAtBuf)}
 		a.buffers[id] = b
 	}
+	a.lastBuf = b
 	return b
+}
+
+// lookupBuffer returns buffer id if it is known, like a.buffers[id].
+func (a *Analyzer) lookupBuffer(id BufferID) *bufState {
+	if b := a.lastBuf; b != nil && b.id == id {
+		return b
+	}
+	return a.buffers[id]
 }
 
 // bufferFlow notes that flow f crossed buffer id at time t, carrying n
@@ -62,10 +83,15 @@ func (a *Analyzer) buffer(id BufferID) *bufState {
 func (a *Analyzer) bufferFlow(id BufferID, f decode.Flow, t int64, n uint32) {
 	b := a.buffer(id)
 	b.last = max(b.last, t)
-	fb := b.flows[f]
-	if fb == nil {
-		fb = &flowAtBuf{}
-		b.flows[f] = fb
+	s := &b.fcache[slotOf(&f)&(flowSlots-1)]
+	fb := *s
+	if fb == nil || fb.flow != f {
+		fb = b.flows[f]
+		if fb == nil {
+			fb = &flowAtBuf{flow: f}
+			b.flows[f] = fb
+		}
+		*s = fb
 	}
 	fb.last = max(fb.last, t)
 	if n > 0 {
@@ -179,10 +205,10 @@ func (a *Analyzer) report(r *decode.Record) {
 		a.condition(id, EvQueuing, enter, at, residence, ev, 0)
 	}
 	if r.HasFlow && r.Flow.Proto == 6 && (r.PayloadLen > 0 || r.HasTag) {
-		o := obs{point: pointOf(id), enter: enter, at: at, buf: id, isBuf: true, latency: r.Latency, ev: ev}
 		if r.Kind == decode.RecordHostEvent && r.Event == decode.EventRetransmit {
-			o.ev.Note = "retransmitted"
+			ev.Note = "retransmitted"
 		}
+		o := obs{point: pointOf(id), enter: enter, at: at, buf: id, isBuf: true, latency: r.Latency, ev: &ev}
 		a.segment(r, &o)
 	}
 }
@@ -215,7 +241,7 @@ func backPressure(r *decode.Record, id BufferID) bool {
 // a cleared condition carries its whole duration; the time before the
 // message's first byte left belongs to the previous message.
 func (a *Analyzer) sendBlocked(r *decode.Record, id BufferID, at int64, ev Evidence) {
-	h := a.halves[r.Flow]
+	h := a.lookupHalf(r.Flow)
 	if h == nil {
 		return
 	}
@@ -450,7 +476,7 @@ func isQueue(k ElementKind) bool {
 
 // stalledAt reports whether buffer id had a stall event running at t.
 func (a *Analyzer) stalledAt(id BufferID, t int64) bool {
-	b := a.buffers[id]
+	b := a.lookupBuffer(id)
 	if b == nil {
 		return false
 	}
@@ -478,9 +504,19 @@ func (a *Analyzer) learnNode(r *decode.Record, id BufferID) {
 	switch decode.BufferKind(id.Kind) {
 	case decode.BufferQdisc, decode.BufferSockSend, decode.BufferNICTx, decode.BufferAppSend:
 		addr := r.Flow.SrcAddr()
+		// The few senders' addresses are learned once; most reports
+		// come from one of the last ones (a.learned, known to be in
+		// a.nodes, which never drops an address).
+		for _, l := range a.learned {
+			if l == addr && l.IsValid() {
+				return
+			}
+		}
 		if _, ok := a.nodes[addr]; !ok {
 			a.nodes[addr] = r.Node
 		}
+		copy(a.learned[1:], a.learned[:])
+		a.learned[0] = addr
 	}
 }
 
@@ -547,7 +583,7 @@ func (a *Analyzer) dropAs(id BufferID, class EventClass, at int64, ev Evidence) 
 // pathNode records the switches a flow crosses; a switch that appears
 // after the flow was established on others is a path change.
 func (a *Analyzer) pathNode(f decode.Flow, id BufferID, at int64, ev Evidence) {
-	h := a.halves[f]
+	h := a.lookupHalf(f)
 	if h == nil {
 		return
 	}

@@ -164,19 +164,31 @@ func (a *Analyzer) judge(r *RPC) {
 // baselineOf returns the class an RPC is judged against: its sized class
 // once that has enough RPCs, else its server endpoint's, else nil.
 func (a *Analyzer) baselineOf(r *RPC) *class {
-	if c := a.classes[r.cls]; c != nil && c.n >= a.opts.BaselineMin {
+	if c := a.classFor(r.cls, r.clsC); c != nil && c.n >= a.opts.BaselineMin {
 		return c
 	}
-	if c := a.classes[r.coarseK]; c != nil && c.n >= a.opts.BaselineMin {
+	if c := a.classFor(r.coarseK, r.coarseC); c != nil && c.n >= a.opts.BaselineMin {
 		r.judgedCoarse = true
 		return c
 	}
 	return nil
 }
 
+// classFor returns the class of k: c, the one an RPC remembers, if it
+// has one (classes are never removed), else the map's.
+func (a *Analyzer) classFor(k classKey, c *class) *class {
+	if c != nil {
+		return c
+	}
+	return a.classes[k]
+}
+
 func (a *Analyzer) ready(g *traceGroup) bool {
 	for _, r := range g.rpcs {
-		if c := a.classes[r.coarseK]; !r.Incomplete && (c == nil || c.n < a.opts.BaselineMin) {
+		if r.Incomplete {
+			continue
+		}
+		if c := a.classFor(r.coarseK, r.coarseC); c == nil || c.n < a.opts.BaselineMin {
 			return false
 		}
 	}

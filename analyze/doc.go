@@ -3,8 +3,9 @@
 //
 // The Analyzer reads decode.Record values only and never interprets packet
 // bytes. Run opens traces with the capture package solely to hand packets
-// to several decoders in parallel (decode.RecordReader is one goroutine);
-// everything past decoding sees Records. The package must not import
+// to decoders: several in parallel on many CPUs, or one on the reading
+// goroutine (decode.RecordReader is one goroutine); everything past
+// decoding sees Records. The package must not import
 // hwprobe, nor anything terminal-related (the explorer lives in a
 // sub-package); its renderers write to an io.Writer.
 //

@@ -131,9 +131,13 @@ type halfConn struct {
 	dupAcks   int
 	zeroWin   []Evidence
 	dupAckEvs []Evidence
-	lastTail  int64    // arrival of the last finalized message's last byte
-	switches  []uint32 // switch nodes this direction was seen at
-	pathSince int64
+	// The classes of the RPCs whose requests this direction carries
+	// (classesOf): the server endpoint's, and the last sized one.
+	coarse, sized *class
+	sizedKey      classKey
+	lastTail      int64    // arrival of the last finalized message's last byte
+	switches      []uint32 // switch nodes this direction was seen at
+	pathSince     int64
 }
 
 // msgKey is the part of a message that finding it by sequence number

@@ -2,6 +2,7 @@ package analyze
 
 import (
 	"fmt"
+	"net/netip"
 	"path/filepath"
 	"testing"
 	"time"
@@ -10,10 +11,27 @@ import (
 	"github.com/bufscope/bufscope/decode"
 )
 
-// keysInSync reports the first open message whose mirrored key differs
-// from the message itself, an open RPC whose mirrored ID differs from
-// its own, or the first RPC the sweep would miss.
+// keysInSync reports the first open message whose mirrored key (or
+// segment end) differs from the message itself, an open RPC whose
+// mirrored ID differs from its own, the first RPC the sweep would miss,
+// or a cache entry (directions, buffers, a buffer's flows, a direction's
+// classes) that is not what its map holds.
 func (a *Analyzer) keysInSync() error {
+	for i, h := range a.hcache {
+		if h != nil && (a.halves[h.flow] != h || slotOf(&h.flow) != i) {
+			return fmt.Errorf("direction %v: cached in slot %d but not so in the map", h.flow, i)
+		}
+	}
+	if b := a.lastBuf; b != nil && a.buffers[b.id] != b {
+		return fmt.Errorf("buffer %+v: cached but not in the map", b.id)
+	}
+	for id, b := range a.buffers {
+		for i, fb := range b.fcache {
+			if fb != nil && (b.flows[fb.flow] != fb || slotOf(&fb.flow)&(flowSlots-1) != i) {
+				return fmt.Errorf("buffer %+v, flow %v: cached in slot %d but not so in the map", id, fb.flow, i)
+			}
+		}
+	}
 	for f, h := range a.halves {
 		if len(h.keys) != len(h.msgs) {
 			return fmt.Errorf("direction %v: %d keys for %d messages", f, len(h.keys), len(h.msgs))
@@ -30,6 +48,19 @@ func (a *Analyzer) keysInSync() error {
 			if got, want := h.keys[i], keyOf(m); got != want {
 				return fmt.Errorf("direction %v, message %d: key %+v, message says %+v", f, i, got, want)
 			}
+			var end uint32
+			for _, s := range m.segs {
+				end = max(end, s.off+s.n)
+			}
+			if m.segEnd != end {
+				return fmt.Errorf("direction %v, message %d: segment end %d, segments say %d", f, i, m.segEnd, end)
+			}
+		}
+		if h.coarse != nil && a.classes[classKey{server: netip.AddrPortFrom(f.DstAddr(), f.DstPort), bucket: -1}] != h.coarse {
+			return fmt.Errorf("direction %v: cached server class is not the map's", f)
+		}
+		if h.sized != nil && a.classes[h.sizedKey] != h.sized {
+			return fmt.Errorf("direction %v: cached class %v is not the map's", f, h.sizedKey)
 		}
 	}
 	// The sweep finds expired RPCs through a.live instead of the map:

@@ -15,15 +15,27 @@ type obs struct {
 	buf     BufferID
 	isBuf   bool
 	latency uint32
-	ev      Evidence
-	rec     *decode.Record // captured segments: ev is built from it on demand
+	// ev is the report's evidence (buffers; the caller's, read only
+	// during the call it passes o to). Captured segments have none: it is
+	// built from rec on demand. A pointer, not a copy: an obs is made for
+	// every segment and report.
+	ev  *Evidence
+	rec *decode.Record
 }
 
 func (o *obs) evidence() Evidence {
 	if o.rec != nil {
 		return evidenceOf(o.rec, o.at)
 	}
-	return o.ev
+	return *o.ev
+}
+
+// event is the event a buffer's report names (none for a capture).
+func (o *obs) event() decode.EventKind {
+	if o.ev == nil {
+		return 0
+	}
+	return o.ev.Event
 }
 
 // capturePoint marks obs.point values of capture interfaces (buffers use
@@ -57,6 +69,21 @@ const maxSegs = 1024
 
 // message is one RPC message (request or response) on one direction.
 type message struct {
+	msgState
+
+	// First storage of points, segs and bufs: most messages fit, so a
+	// message costs one allocation instead of four to eight. The message
+	// is only ever handled by pointer, so the slices stay valid. A
+	// recycled message does not clear them (newMessage): only what the
+	// slices hold is ever read, and they are two thirds of the message.
+	points0 [4]uint64
+	segs0   [8]segObs
+	bufs0   [2]bufObs
+}
+
+// msgState is a message without its inline storage: what recycling a
+// message resets.
+type msgState struct {
 	hc       *halfConn
 	owner    *rpc
 	kind     decode.MessageKind
@@ -80,8 +107,12 @@ type message struct {
 	tailIn int64
 	points []uint64 // points that saw the message; index = bit in segObs.seen
 
-	bufs    []bufObs
-	segs    []segObs
+	bufs []bufObs
+	segs []segObs
+	// segEnd is the largest off+n of segs (0 if none): a segment that
+	// starts at or after it overlaps none, the common case of new data,
+	// and segment does not scan them.
+	segEnd  uint32
 	retrans int
 	// rtxSegs counts the segments retransmitted (retrans counts every
 	// capture point's sighting of a retransmission); spurious those of
@@ -91,13 +122,6 @@ type message struct {
 	rtxWait           int64
 	rtxEv             []Evidence
 	drops             []Evidence
-
-	// First storage of points, segs and bufs: most messages fit, so a
-	// message costs one allocation instead of four to eight. The message
-	// is only ever handled by pointer, so the slices stay valid.
-	points0 [4]uint64
-	segs0   [8]segObs
-	bufs0   [2]bufObs
 }
 
 // end is when the message was fully in: its tail's arrival once complete,
@@ -172,7 +196,7 @@ func (m *message) addBuf(o *obs) {
 			b.first = min(b.first, o.enter)
 			b.last = max(b.last, o.at)
 			if o.latency > b.maxRes {
-				b.maxRes, b.ev = o.latency, o.ev
+				b.maxRes, b.ev = o.latency, *o.ev
 			}
 			return
 		}
@@ -180,7 +204,7 @@ func (m *message) addBuf(o *obs) {
 	if m.bufs == nil {
 		m.bufs = m.bufs0[:0]
 	}
-	m.bufs = append(m.bufs, bufObs{id: o.buf, first: o.enter, last: o.at, maxRes: o.latency, n: 1, ev: o.ev})
+	m.bufs = append(m.bufs, bufObs{id: o.buf, first: o.enter, last: o.at, maxRes: o.latency, n: 1, ev: *o.ev})
 }
 
 // segment records the segment, detects a retransmission (the same bytes
@@ -202,7 +226,7 @@ func (m *message) segment(o *obs, off, n uint32) bool {
 	}
 	earliest := int64(0)
 	seenHere, later := false, false
-	for i := len(m.segs) - 1; i >= 0; i-- {
+	for i := len(m.segs) - 1; i >= 0 && off < m.segEnd; i-- {
 		s := &m.segs[i]
 		if off >= s.off+s.n || s.off >= off+n {
 			continue
@@ -214,7 +238,7 @@ func (m *message) segment(o *obs, off, n uint32) bool {
 			seenHere = true
 			if o.at > s.at {
 				later = true
-				if !s.rtx && (o.point&capturePoint != 0 || o.ev.Event == decode.EventRetransmit) {
+				if !s.rtx && (o.point&capturePoint != 0 || o.event() == decode.EventRetransmit) {
 					s.rtx = true
 					m.rtxSegs++
 				}
@@ -226,7 +250,7 @@ func (m *message) segment(o *obs, off, n uint32) bool {
 		// Only a capture point (or a host's retransmission report) can
 		// tell a retransmission: a buffer reports the same segment more
 		// than once (entering, queued, leaving).
-		if later && (o.point&capturePoint != 0 || o.ev.Event == decode.EventRetransmit) {
+		if later && (o.point&capturePoint != 0 || o.event() == decode.EventRetransmit) {
 			m.retrans++
 			if w := o.at - earliest; w > m.rtxWait {
 				m.rtxWait = w
@@ -244,6 +268,7 @@ func (m *message) segment(o *obs, off, n uint32) bool {
 			m.segs = m.segs0[:0]
 		}
 		m.segs = append(m.segs, segObs{off: off, n: n, at: o.at, point: o.point, seen: bit})
+		m.segEnd = max(m.segEnd, off+n)
 	}
 	return true
 }
@@ -260,8 +285,9 @@ func (m *message) absorb(x *message) {
 		m.seen = true
 	}
 	m.hi = max(m.hi, x.hi+d)
-	for _, b := range x.bufs {
-		o := obs{buf: b.id, enter: b.first, at: b.last, latency: b.maxRes, ev: b.ev}
+	for i := range x.bufs {
+		b := &x.bufs[i]
+		o := obs{buf: b.id, enter: b.first, at: b.last, latency: b.maxRes, ev: &b.ev}
 		m.addBuf(&o)
 	}
 	if m.segs == nil {
@@ -272,6 +298,7 @@ func (m *message) absorb(x *message) {
 			s.off += d
 			s.seen = 0 // point indexes differ between the two messages
 			m.segs = append(m.segs, s)
+			m.segEnd = max(m.segEnd, s.off+s.n)
 		}
 	}
 	m.retrans += x.retrans

@@ -1,5 +1,7 @@
 package analyze
 
+import "github.com/bufscope/bufscope/decode"
+
 // Most requests are not RLAs. Once closeTrace has judged one that is not,
 // nothing refers to its RPC results, their chains, its messages or its
 // group any more, and the next RPCs reuse them: they were most of the
@@ -20,14 +22,15 @@ type freeLists struct {
 	reused int  // objects handed out again (tests)
 }
 
-// newMessage returns a message set to init. A recycled message keeps the
-// segment array it grew beyond its inline one: messages of one workload
-// have similar sizes.
-func (a *Analyzer) newMessage(init message) *message {
+// newMessage returns a message of direction h, kind and start, all else
+// zero. A recycled message keeps the segment array it grew beyond its
+// inline one (messages of one workload have similar sizes), and its
+// inline storage is not cleared.
+func (a *Analyzer) newMessage(h *halfConn, kind decode.MessageKind, start uint32) *message {
 	n := len(a.free.msgs)
 	if n == 0 {
 		m := new(message)
-		*m = init
+		m.hc, m.kind, m.start = h, kind, start
 		return m
 	}
 	a.free.reused++
@@ -38,8 +41,8 @@ func (a *Analyzer) newMessage(init message) *message {
 	if cap(m.segs) > len(m.segs0) {
 		segs = m.segs[:0]
 	}
-	*m = init
-	m.segs = segs
+	m.msgState = msgState{}
+	m.hc, m.kind, m.start, m.segs = h, kind, start, segs
 	return m
 }
 

@@ -65,6 +65,10 @@ type RPC struct {
 	cls          classKey
 	coarseK      classKey // the server endpoint alone, used until the sized class has a baseline
 	judgedCoarse bool
+	// The classes of cls and coarseK, set when a complete RPC was added
+	// to them (classes are never removed, so the map would give the
+	// same): judging and its readiness check run for every RPC.
+	clsC, coarseC *class
 }
 
 // MessageTiming is one message's timing.

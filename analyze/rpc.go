@@ -192,8 +192,9 @@ func (a *Analyzer) finalize(p *rpc) {
 	if r.Incomplete {
 		a.stats.Incomplete++
 	} else {
-		a.class(r.cls).add(r)
-		a.class(r.coarseK).add(r)
+		r.clsC, r.coarseC = a.classesOf(req.hc, r.cls)
+		r.clsC.add(r)
+		r.coarseC.add(r)
 	}
 	g := a.addToTrace(p, r)
 	// The group owns the messages its chains point into (Element.ev) if
@@ -358,6 +359,92 @@ type traceGroup struct {
 	msgs0 [2]*message
 }
 
+// traceTable maps trace keys to their open groups: a hash table with
+// open addressing and linear probing. Every RPC looks its trace up, and
+// nearly every lookup misses (most requests are one RPC); with thousands
+// of requests in flight, one probe into a flat array costs less than a
+// map access. Keys are random IDs or RPC IDs, which may be sequential:
+// the slot comes from a multiplicative hash.
+type traceTable struct {
+	slots []traceSlot // len a power of two, or 0
+	n     int
+}
+
+type traceSlot struct {
+	key uint64
+	g   *traceGroup // nil: empty
+}
+
+func (t *traceTable) slot(key uint64) int {
+	return int((key * 0x9e3779b97f4a7c15) >> (64 - bits.Len(uint(len(t.slots)-1))))
+}
+
+func (t *traceTable) get(key uint64) *traceGroup {
+	if len(t.slots) == 0 {
+		return nil
+	}
+	mask := len(t.slots) - 1
+	for i := t.slot(key); ; i = (i + 1) & mask {
+		s := &t.slots[i]
+		if s.g == nil {
+			return nil
+		}
+		if s.key == key {
+			return s.g
+		}
+	}
+}
+
+// put adds key, which must not be in t.
+func (t *traceTable) put(key uint64, g *traceGroup) {
+	if 2*(t.n+1) > len(t.slots) {
+		old := t.slots
+		t.slots = make([]traceSlot, max(64, 2*len(old)))
+		for _, s := range old {
+			if s.g != nil {
+				t.insert(s.key, s.g)
+			}
+		}
+	}
+	t.insert(key, g)
+	t.n++
+}
+
+func (t *traceTable) insert(key uint64, g *traceGroup) {
+	mask := len(t.slots) - 1
+	i := t.slot(key)
+	for t.slots[i].g != nil {
+		i = (i + 1) & mask
+	}
+	t.slots[i] = traceSlot{key, g}
+}
+
+// delete removes key if it is in t, moving back the entries after it
+// that probed past its slot, so that no lookup stops short of them.
+func (t *traceTable) delete(key uint64) {
+	if len(t.slots) == 0 {
+		return
+	}
+	mask := len(t.slots) - 1
+	i := t.slot(key)
+	for t.slots[i].key != key || t.slots[i].g == nil {
+		if t.slots[i].g == nil {
+			return
+		}
+		i = (i + 1) & mask
+	}
+	t.n--
+	for j := (i + 1) & mask; t.slots[j].g != nil; j = (j + 1) & mask {
+		// The entry at j may fill the hole at i if its home slot is not
+		// in the cyclic range (i, j].
+		if h := t.slot(t.slots[j].key); (j-h)&mask >= (j-i)&mask {
+			t.slots[i] = t.slots[j]
+			i = j
+		}
+	}
+	t.slots[i] = traceSlot{}
+}
+
 func (a *Analyzer) addToTrace(p *rpc, r *RPC) *traceGroup {
 	key := p.trace
 	if key == 0 {
@@ -366,17 +453,32 @@ func (a *Analyzer) addToTrace(p *rpc, r *RPC) *traceGroup {
 		// ID mixed with the RPC ID).
 		key = p.id ^ 0x9e3779b97f4a7c15
 	}
-	g := a.traces[key]
+	g := a.traces.get(key)
 	if g == nil {
 		g = a.newGroup()
 		*g = traceGroup{key: key, born: a.now}
 		g.rpcs, g.msgs = g.one[:0], g.msgs0[:0]
-		a.traces[key] = g
+		a.traces.put(key, g)
 		a.traceQ = append(a.traceQ, g)
 	}
 	g.rpcs = append(g.rpcs, r)
 	g.last = max(g.last, r.End, a.now)
 	return g
+}
+
+// classesOf returns the class of k and that of its server endpoint alone
+// (the coarse class), creating them. The RPCs of one connection have one
+// server, and mostly one response size: the direction that carries their
+// requests remembers its classes, which saves hashing two class keys per
+// RPC (classes are never removed).
+func (a *Analyzer) classesOf(h *halfConn, k classKey) (sized, coarse *class) {
+	if h.coarse == nil {
+		h.coarse = a.class(classKey{server: k.server, bucket: -1})
+	}
+	if h.sized == nil || h.sizedKey != k {
+		h.sized, h.sizedKey = a.class(k), k
+	}
+	return h.sized, h.coarse
 }
 
 // classKey names an RPC class: the server endpoint and the power of two

@@ -134,15 +134,15 @@ const reasonTagMalformed = "request tag option with our ExID is malformed (lengt
 // never retained: the appended Records own no memory. It allocates nothing
 // when dst has room for the Records.
 func (d *Decoder) Records(ts int64, iface int, link layers.LinkType, data []byte, dst []Record) []Record {
-	base := Record{Time: ts, Interface: iface}
 	var p pkt
 	if !d.dissectLink(link, data, &p) {
 		return dst
 	}
 	if p.udp && d.isReportPort(p.flow.DstPort) {
+		base := Record{Time: ts, Interface: iface}
 		return d.reportRecords(&base, p.l4payload, dst)
 	}
-	return d.dataRecords(&base, &p, dst)
+	return d.dataRecords(ts, iface, &p, dst)
 }
 
 // dissectLink strips the link layer and dissects the IP packet.
@@ -431,17 +431,25 @@ func (d *Decoder) wantsINT(p *pkt) bool {
 
 // dataRecords emits the packet record and the records of any INT or IFA
 // stack it carries.
-func (d *Decoder) dataRecords(base *Record, p *pkt, dst []Record) []Record {
+func (d *Decoder) dataRecords(ts int64, iface int, p *pkt, dst []Record) []Record {
+	// The packet's Record is written in place: it is most Records, and
+	// building it aside and copying it in wrote its 256 bytes twice.
 	pi := len(dst)
-	dst = append(dst, *base)
+	if pi < cap(dst) {
+		dst = dst[:pi+1]
+	} else {
+		dst = append(dst, Record{})
+	}
 	r := &dst[pi]
-	r.Kind, r.Source = RecordPacket, SourceCapture
+	*r = Record{Time: ts, Interface: iface, Kind: RecordPacket, Source: SourceCapture}
 	fillPacket(r, p)
 	if p.ifa {
-		dst = d.ifaRecords(base, p, dst)
+		base := Record{Time: ts, Interface: iface}
+		dst = d.ifaRecords(&base, p, dst)
 	}
 	if d.wantsINT(p) && looksLikeINT(p.l4payload) {
-		dst = d.intRecords(base, p, SourceINT, dst)
+		base := Record{Time: ts, Interface: iface}
+		dst = d.intRecords(&base, p, SourceINT, dst)
 		if d.intl.Reason == "" {
 			// The INT block is not part of the application's byte stream.
 			if n := uint32(len(d.intl.Contents)); dst[pi].PayloadLen >= n {
