@@ -225,8 +225,11 @@ func TestExporterDoesNotSpinBeforeFlush(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := x.Counters()
-	if c.Events < 10 || c.Packets != c.Events {
-		t.Fatalf("%d events in %d packets: want about 20, each flushed alone", c.Events, c.Packets)
+	// About 20 events, each normally flushed alone; on a loaded machine
+	// the exporter can be scheduled late enough for two to share a packet,
+	// which is not what this test is about.
+	if c.Events < 10 || c.Packets == 0 || c.Packets > c.Events {
+		t.Fatalf("%d events in %d packets: want about 20 events, flushed in at most as many packets", c.Events, c.Packets)
 	}
 	if perEvent := float64(src.calls) / float64(c.Events); perEvent > 10 {
 		t.Errorf("%d polls for %d events (%.0f per event): the loop spins until the flush is due", src.calls, c.Events, perEvent)
