@@ -106,6 +106,15 @@ func TestMessageKeysStayInSync(t *testing.T) {
 				a := New(opts)
 				for i := range recs {
 					a.Feed(&recs[i])
+					// The check walks every open message and cache: after
+					// each of the first Records, then after every 8th (a
+					// mirror that drifts stays wrong until its message
+					// goes), so that the largest fixtures stay in seconds
+					// under the race detector. FuzzFeed checks after every
+					// Record of its inputs.
+					if i >= 4096 && i%8 != 0 {
+						continue
+					}
 					if err := a.keysInSync(); err != nil {
 						t.Fatalf("after Record %d: %v", i, err)
 					}
