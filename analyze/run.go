@@ -186,6 +186,34 @@ func (a *Analyzer) feedMerged(ctx context.Context, src packetSource, ro RunOptio
 // goroutine: the packet data is used before the next call to Next reuses
 // it, and Records own no memory, so nothing is copied.
 func readDecode(ctx context.Context, src packetSource, d *decode.Decoder, free <-chan *batch, done chan<- *batch) error {
+	return readInto(ctx, src, free, done, func(b *batch) {
+		b.recs, b.packets = b.recs[:0], 0
+	}, func(b *batch, p capture.Packet, link layers.LinkType) {
+		b.recs = d.Records(p.Timestamp.UnixNano(), p.Interface, link, p.Data, b.recs)
+		b.packets++
+	})
+}
+
+// readBatches copies packets into batches: the capture reader's buffers
+// are reused on the next call, and decoders run later on other goroutines.
+func readBatches(ctx context.Context, src packetSource, free <-chan *batch, todo chan<- *batch) error {
+	return readInto(ctx, src, free, todo, func(b *batch) {
+		b.data, b.pkts, b.packets = b.data[:0], b.pkts[:0], 0
+	}, func(b *batch, p capture.Packet, link layers.LinkType) {
+		off := len(b.data)
+		b.data = append(b.data, p.Data...)
+		b.pkts = append(b.pkts, pktRef{ts: p.Timestamp.UnixNano(), iface: p.Interface, link: link, off: off, end: len(b.data)})
+		b.packets++
+	})
+}
+
+// readInto reads every packet of src into batches taken from free, in
+// order (each batch numbered), and sends each full batch, and the last
+// one, to out. reset empties a batch taken from free; add puts one packet
+// into it (counting it in b.packets) before the next call to Next reuses
+// the packet's data.
+func readInto(ctx context.Context, src packetSource, free <-chan *batch, out chan<- *batch,
+	reset func(*batch), add func(*batch, capture.Packet, layers.LinkType)) error {
 	seq := 0
 	var b *batch
 	flush := func() bool {
@@ -193,7 +221,7 @@ func readDecode(ctx context.Context, src packetSource, d *decode.Decoder, free <
 			return true
 		}
 		select {
-		case done <- b:
+		case out <- b:
 		case <-ctx.Done():
 			return false
 		}
@@ -215,66 +243,16 @@ func readDecode(ctx context.Context, src packetSource, d *decode.Decoder, free <
 			case <-ctx.Done():
 				return ctx.Err()
 			}
-			b.seq, b.recs, b.packets = seq, b.recs[:0], 0
+			reset(b)
+			b.seq = seq
 			seq++
 		}
 		link := layers.LinkTypeEthernet
 		if ifs := src.Interfaces(); p.Interface >= 0 && p.Interface < len(ifs) {
 			link = ifs[p.Interface].LinkType
 		}
-		b.recs = d.Records(p.Timestamp.UnixNano(), p.Interface, link, p.Data, b.recs)
-		b.packets++
+		add(b, p, link)
 		if b.packets == batchPackets {
-			if !flush() {
-				return ctx.Err()
-			}
-		}
-	}
-}
-
-// readBatches copies packets into batches: the capture reader's buffers
-// are reused on the next call, and decoders run later on other goroutines.
-func readBatches(ctx context.Context, src packetSource, free <-chan *batch, todo chan<- *batch) error {
-	seq := 0
-	var b *batch
-	flush := func() bool {
-		if b == nil || len(b.pkts) == 0 {
-			return true
-		}
-		select {
-		case todo <- b:
-		case <-ctx.Done():
-			return false
-		}
-		b = nil
-		return true
-	}
-	for {
-		p, err := src.Next()
-		if err != nil {
-			flush()
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			return fmt.Errorf("%w (the analysis covers the packets before it)", err)
-		}
-		if b == nil {
-			select {
-			case b = <-free:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-			b.seq, b.data, b.pkts = seq, b.data[:0], b.pkts[:0]
-			seq++
-		}
-		link := layers.LinkTypeEthernet
-		if ifs := src.Interfaces(); p.Interface >= 0 && p.Interface < len(ifs) {
-			link = ifs[p.Interface].LinkType
-		}
-		off := len(b.data)
-		b.data = append(b.data, p.Data...)
-		b.pkts = append(b.pkts, pktRef{ts: p.Timestamp.UnixNano(), iface: p.Interface, link: link, off: off, end: len(b.data)})
-		if len(b.pkts) == batchPackets {
 			if !flush() {
 				return ctx.Err()
 			}
