@@ -393,15 +393,22 @@ func TestSmallSendBufferHoldsTheRequest(t *testing.T) {
 	if d == nil || d.Kind != "sock-send" || d.Event != "queuing" || d.NodeID != nodeClient {
 		t.Fatalf("root cause %+v, want c1's socket send queue, queuing", d)
 	}
+	held := requestSendQueueTime(q)
+	if held != int64(54*time.Millisecond) {
+		t.Errorf("send queue element holds %s, want the 54 ms the queue was full", dur(held))
+	}
+}
+
+// requestSendQueueTime is the time the chain of q's critical RPC gives the
+// request in its socket send queue.
+func requestSendQueueTime(q *Request) int64 {
 	var held int64
 	for _, e := range q.RPCs[0].Chain {
 		if e.Dir == "request" && e.Kind == "sock-send" {
 			held = e.Time
 		}
 	}
-	if held != int64(54*time.Millisecond) {
-		t.Errorf("send queue element holds %s, want the 54 ms the queue was full", dur(held))
-	}
+	return held
 }
 
 // When the send queue clears as the request's last byte goes out, the
@@ -427,12 +434,7 @@ func TestSendQueueClearedAtTheNextMessage(t *testing.T) {
 	if d := q.Diagnosis; d == nil || d.Kind != "sock-send" || d.Event != "queuing" {
 		t.Fatalf("root cause %+v, want c1's socket send queue, queuing", d)
 	}
-	var held int64
-	for _, e := range q.RPCs[0].Chain {
-		if e.Dir == "request" && e.Kind == "sock-send" {
-			held = e.Time
-		}
-	}
+	held := requestSendQueueTime(q)
 	if held != int64(58*time.Millisecond) {
 		t.Errorf("send queue element holds %s, want the 58 ms the queue was full", dur(held))
 	}
