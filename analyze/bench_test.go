@@ -200,14 +200,9 @@ func TestSyntheticTraceAnalyzes(t *testing.T) {
 	}
 	// Every packet makes one Record; none may be lost between the reader,
 	// the decoders and the analyzer.
-	rr, err := decode.OpenRecords(path, capture.ReaderOptions{}, decode.DecoderOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	all, err := decode.ReadAll(rr)
-	rr.Close()
-	if err != nil || res.Stats.Records != int64(len(all)) {
-		t.Fatalf("Run fed %d Records, the trace has %d (%v)", res.Stats.Records, len(all), err)
+	all, _ := traceRecords(t, path)
+	if res.Stats.Records != int64(len(all)) {
+		t.Fatalf("Run fed %d Records, the trace has %d", res.Stats.Records, len(all))
 	}
 	// Two inputs are merged: the same trace twice gives every Record twice.
 	res2, err := Run(context.Background(), []string{path, path}, RunOptions{Workers: 3}, Options{SLO: time.Second})
@@ -280,22 +275,7 @@ func BenchmarkFeedFile(b *testing.B) {
 }
 
 func benchFeed(b *testing.B, path string) {
-	rr, err := decode.OpenRecords(path, capture.ReaderOptions{}, decode.DecoderOptions{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	recs, err := decode.ReadAll(rr)
-	rr.Close()
-	if err != nil {
-		b.Fatal(err)
-	}
-	var topo [][]byte
-	if r, err := capture.Open(path, capture.ReaderOptions{}); err == nil {
-		if t := r.Topology(); len(t) > 0 {
-			topo = append(topo, t)
-		}
-		r.Close()
-	}
+	recs, topo := traceRecords(b, path)
 	cpu0 := cpuTime()
 	for b.Loop() {
 		a := New(Options{SLO: 20 * time.Millisecond, Topology: topo})

@@ -17,10 +17,7 @@ import (
 // explains a wire delay) shows up here as a difference. The overflow
 // fixture had such a tie; the others guard the decoder fan-in.
 func TestRunIsDeterministic(t *testing.T) {
-	files, _ := filepath.Glob(filepath.Join("..", "fixtures", "*.trace.zst"))
-	if len(files) == 0 {
-		t.Skip("no fixtures/*.trace.zst: record them with `bufscope lab run` (docs/lab.md)")
-	}
+	files := labFixtures(t)
 	runJSON := func(t *testing.T, f string, workers int) []byte {
 		t.Helper()
 		res, err := Run(context.Background(), []string{f}, RunOptions{Workers: workers}, Options{SLO: 20 * time.Millisecond})

@@ -6,9 +6,6 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
-
-	"github.com/bufscope/bufscope/capture"
-	"github.com/bufscope/bufscope/decode"
 )
 
 // keysInSync reports the first open message whose mirrored key (or
@@ -83,21 +80,10 @@ func (a *Analyzer) keysInSync() error {
 // sync would be found (or missed) by stale values. The small window and
 // TraceIdle make messages be finalized, recycled and reused meanwhile.
 func TestMessageKeysStayInSync(t *testing.T) {
-	files, _ := filepath.Glob(filepath.Join("..", "fixtures", "*.trace.zst"))
-	if len(files) == 0 {
-		t.Skip("no fixtures/*.trace.zst: record them with `bufscope lab run` (docs/lab.md)")
-	}
+	files := labFixtures(t)
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
-			rr, err := decode.OpenRecords(f, capture.ReaderOptions{}, decode.DecoderOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			recs, err := decode.ReadAll(rr)
-			rr.Close()
-			if err != nil {
-				t.Fatal(err)
-			}
+			recs, _ := traceRecords(t, f)
 			inferred := int64(0)
 			for _, opts := range []Options{
 				{SLO: 20 * time.Millisecond},

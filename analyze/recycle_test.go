@@ -6,9 +6,6 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
-
-	"github.com/bufscope/bufscope/capture"
-	"github.com/bufscope/bufscope/decode"
 )
 
 // TestRecyclingKeepsResults feeds the same Records to an Analyzer that
@@ -20,29 +17,11 @@ import (
 // TraceIdle make many requests close, be recycled and be reused while
 // RLAs are kept.
 func TestRecyclingKeepsResults(t *testing.T) {
-	files, _ := filepath.Glob(filepath.Join("..", "fixtures", "*.trace.zst"))
-	if len(files) == 0 {
-		t.Skip("no fixtures/*.trace.zst: record them with `bufscope lab run` (docs/lab.md)")
-	}
+	files := labFixtures(t)
 	reusedAll := 0
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
-			rr, err := decode.OpenRecords(f, capture.ReaderOptions{}, decode.DecoderOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			recs, err := decode.ReadAll(rr)
-			rr.Close()
-			if err != nil {
-				t.Fatal(err)
-			}
-			var topo [][]byte
-			if r, err := capture.Open(f, capture.ReaderOptions{}); err == nil {
-				if tp := r.Topology(); len(tp) > 0 {
-					topo = append(topo, tp)
-				}
-				r.Close()
-			}
+			recs, topo := traceRecords(t, f)
 			run := func(recycle bool) ([]byte, int) {
 				a := New(Options{SLO: 20 * time.Millisecond, Window: 2 * time.Second, TraceIdle: 100 * time.Millisecond, Topology: topo})
 				a.free.off = !recycle
