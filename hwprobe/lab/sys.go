@@ -96,8 +96,11 @@ func cgroup2Root() (string, error) {
 }
 
 // cpuTicks reads the machine-wide CPU counters of /proc/stat: ticks
-// spent busy (everything but idle and iowait) and in total, summed over
-// all CPUs. Zero on error: the figure it feeds is context, not a result.
+// spent busy (everything but idle and iowait; steal counts as busy, the
+// CPU was not there for the workload) and in total, summed over all
+// CPUs. Only the first eight fields count: guest and guest_nice, which
+// follow, are already part of user and nice. Zero on error: the figure it
+// feeds is context, not a result.
 func cpuTicks() (busy, total uint64) {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
@@ -108,7 +111,7 @@ func cpuTicks() (busy, total uint64) {
 	if len(f) < 5 || f[0] != "cpu" {
 		return 0, 0
 	}
-	for i, s := range f[1:] {
+	for i, s := range f[1:min(len(f), 9)] {
 		v, err := strconv.ParseUint(s, 10, 64)
 		if err != nil {
 			return 0, 0
