@@ -243,11 +243,14 @@ func BenchmarkRun(b *testing.B) { benchRun(b, benchFile(b, 200_000)) }
 
 // BenchmarkRunFile is BenchmarkRun on the trace named by -benchfile, such
 // as the large lab trace of bench/make-large-trace.sh.
-func BenchmarkRunFile(b *testing.B) {
+func BenchmarkRunFile(b *testing.B) { benchRun(b, benchFileArg(b)) }
+
+// benchFileArg is the trace named by -benchfile, or skips the benchmark.
+func benchFileArg(b *testing.B) string {
 	if *benchFileIn == "" {
 		b.Skip("no -benchfile: give a trace, e.g. -benchfile ../bench/large.trace.zst")
 	}
-	benchRun(b, *benchFileIn)
+	return *benchFileIn
 }
 
 func benchRun(b *testing.B, path string) {
@@ -267,12 +270,7 @@ func benchRun(b *testing.B, path string) {
 func BenchmarkFeed(b *testing.B) { benchFeed(b, benchFile(b, 200_000)) }
 
 // BenchmarkFeedFile is BenchmarkFeed on the trace named by -benchfile.
-func BenchmarkFeedFile(b *testing.B) {
-	if *benchFileIn == "" {
-		b.Skip("no -benchfile: give a trace, e.g. -benchfile ../bench/large.trace.zst")
-	}
-	benchFeed(b, *benchFileIn)
-}
+func BenchmarkFeedFile(b *testing.B) { benchFeed(b, benchFileArg(b)) }
 
 func benchFeed(b *testing.B, path string) {
 	recs, topo := traceRecords(b, path)
