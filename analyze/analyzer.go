@@ -49,7 +49,7 @@ type Analyzer struct {
 	traces  traceTable
 	traceQ  []*traceGroup // the open traces in opening order (closeTraces)
 
-	settling []*rpc
+	settling []settlingRPC
 	live     []liveRPC   // the RPCs put in rpcs, unordered (expire)
 	gone     []*rpc      // RPCs finalized since the last sweep
 	drained  []*bufState // the buffers in buffers that have a drainState (closeTrace)
@@ -308,28 +308,16 @@ func (a *Analyzer) tagged(h *halfConn, t *decode.RequestTag, seq uint32, at int6
 			m := h.msgs[i]
 			if seqAfter(m.start, seq) {
 				m.rebase(seq, t.MessageLength)
-				*k = keyOf(m)
+				h.setKey(i, keyOf(m))
 			}
 			return m
 		}
 	}
 	// A message inferred from its later segments gets its identity now.
-	if m, i := h.find(seq); m != nil && m.inferred && m.start == seq {
-		m.inferred = false
-		m.length = t.MessageLength
-		m.rpcID, m.traceID = t.RPCID, t.TraceID
-		h.keys[i] = keyOf(m)
-		a.stats.Inferred--
-		if p := m.owner; p != nil && p.id == 0 {
-			// The placeholder RPC waiting for an ID is replaced.
-			a.retire(p)
-			p.req, p.resp = nil, nil
-			a.stats.RPCs--
-			a.detachOpen(p)
-			m.owner = nil
+	if h.inferredKeys > 0 {
+		if m := a.identifyInferred(h, t, seq); m != nil {
+			return m
 		}
-		a.identify(m, t)
-		return m
 	}
 	// A tag whose message was already finalized (a late retransmission or
 	// report) is not reopened.
@@ -341,7 +329,7 @@ func (a *Analyzer) tagged(h *halfConn, t *decode.RequestTag, seq uint32, at int6
 	// Segments of this message seen before its tag (reports are written
 	// after the packets they describe, so they may come first) made an
 	// inferred message inside its range: fold it in.
-	for i := 0; i < len(h.keys); i++ {
+	for i := 0; h.inferredKeys > 0 && i < len(h.keys); i++ {
 		if k := &h.keys[i]; k.inferred && m.contains(k.start) {
 			x := h.msgs[i]
 			m.absorb(x)
@@ -358,6 +346,29 @@ func (a *Analyzer) tagged(h *halfConn, t *decode.RequestTag, seq uint32, at int6
 	h.insert(m)
 	a.identify(m, t)
 	return m
+}
+
+// identifyInferred gives a message inferred from its later segments its
+// identity, if the tag names its first byte.
+func (a *Analyzer) identifyInferred(h *halfConn, t *decode.RequestTag, seq uint32) *message {
+	if m, i := h.find(seq); m != nil && m.inferred && m.start == seq {
+		m.inferred = false
+		m.length = t.MessageLength
+		m.rpcID, m.traceID = t.RPCID, t.TraceID
+		h.setKey(i, keyOf(m))
+		a.stats.Inferred--
+		if p := m.owner; p != nil && p.id == 0 {
+			// The placeholder RPC waiting for an ID is replaced.
+			a.retire(p)
+			p.req, p.resp = nil, nil
+			a.stats.RPCs--
+			a.detachOpen(p)
+			m.owner = nil
+		}
+		a.identify(m, t)
+		return m
+	}
+	return nil
 }
 
 // rebase moves a message's start back to a lower sequence number that
@@ -414,10 +425,19 @@ func (a *Analyzer) identify(m *message, t *decode.RequestTag) {
 	// holds under key (open RPCs are always in a.rpcs, under their ID):
 	// a connection has few open RPCs, and a response finds its request's
 	// RPC among them without hashing a 56-byte key.
+	//
+	// Non-zero IDs are unique among a connection's open RPCs (one is only
+	// added when neither the connection nor the map knows its ID), so the
+	// search may start from the newest, where a response finds its
+	// request's RPC.
 	var p *rpc
 	if t.RPCID != 0 {
-		if i := slices.Index(m.hc.c.ids, t.RPCID); i >= 0 {
-			p = m.hc.c.open[i]
+		ids := m.hc.c.ids
+		for i := len(ids) - 1; i >= 0; i-- {
+			if ids[i] == t.RPCID {
+				p = m.hc.c.open[i]
+				break
+			}
 		}
 	}
 	key := rpcKey{conn: canonical(m.hc.flow), id: t.RPCID}
@@ -498,13 +518,14 @@ func (a *Analyzer) adopt(m *message, at int64) {
 func (a *Analyzer) maintain(final bool) {
 	settle, window := int64(a.opts.Settle), int64(a.opts.Window)
 	keep := a.settling[:0]
-	for _, p := range a.settling {
-		if final || p.doneAt+settle <= a.now {
-			a.finalize(p)
+	for _, s := range a.settling {
+		if final || s.doneAt+settle <= a.now {
+			a.finalize(s.p)
 		} else {
-			keep = append(keep, p)
+			keep = append(keep, s)
 		}
 	}
+	clear(a.settling[len(keep):])
 	a.settling = keep
 	// The sweeps below walk every open RPC, connection, trace and buffer:
 	// done every 50 ms of trace time, they cost little per record and

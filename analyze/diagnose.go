@@ -198,7 +198,8 @@ func (a *Analyzer) ready(g *traceGroup) bool {
 // closeTrace judges an end-user request and, if it is an RLA, diagnoses
 // the RPC on its critical path.
 func (a *Analyzer) closeTrace(g *traceGroup) {
-	q := &Request{}
+	// On the stack until it turns out to be an RLA: most requests are not.
+	var q Request
 	var first bool = true
 	for _, r := range g.rpcs {
 		a.judge(r)
@@ -261,7 +262,9 @@ func (a *Analyzer) closeTrace(g *traceGroup) {
 	}
 	q.Diagnosis = a.diagnose(crit)
 	a.stats.RLAs++
-	a.rlas = append(a.rlas, q)
+	rla := new(Request)
+	*rla = q
+	a.rlas = append(a.rlas, rla)
 }
 
 // criticalRPC walks the critical path back from the RPC that finished

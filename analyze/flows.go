@@ -114,6 +114,10 @@ type halfConn struct {
 	// direction). Whoever changes those fields of an open message calls
 	// sync.
 	keys []msgKey
+	// inferredKeys counts the keys marked inferred: a new tag looks for
+	// inferred messages to adopt or fold in only when there are some,
+	// which is rare (their tagged first segment was not captured).
+	inferredKeys int
 	// role is the message kind this direction carries, learned from tags.
 	role decode.MessageKind
 	// anchor is the sequence number just after the last message finalized,
@@ -167,7 +171,7 @@ func (k *msgKey) contains(seq uint32) bool {
 func (h *halfConn) sync(m *message) {
 	for i := len(h.msgs) - 1; i >= 0; i-- {
 		if h.msgs[i] == m {
-			h.keys[i] = keyOf(m)
+			h.setKey(i, keyOf(m))
 			return
 		}
 	}
@@ -184,6 +188,17 @@ func (h *halfConn) find(seq uint32) (*message, int) {
 	return nil, -1
 }
 
+// setKey replaces keys[i], keeping inferredKeys.
+func (h *halfConn) setKey(i int, k msgKey) {
+	if h.keys[i].inferred {
+		h.inferredKeys--
+	}
+	if k.inferred {
+		h.inferredKeys++
+	}
+	h.keys[i] = k
+}
+
 func (h *halfConn) insert(m *message) {
 	i := len(h.keys)
 	for i > 0 && seqAfter(h.keys[i-1].start, m.start) {
@@ -191,6 +206,9 @@ func (h *halfConn) insert(m *message) {
 	}
 	h.msgs = slices.Insert(h.msgs, i, m)
 	h.keys = slices.Insert(h.keys, i, keyOf(m))
+	if m.inferred {
+		h.inferredKeys++
+	}
 	// A message with unknown length ends where the next one starts.
 	if i > 0 {
 		if k := &h.keys[i-1]; k.length == 0 && seqAfter(m.start, k.start) {
@@ -202,8 +220,25 @@ func (h *halfConn) insert(m *message) {
 
 // drop removes the open message at index i.
 func (h *halfConn) drop(i int) {
-	h.msgs = slices.Delete(h.msgs, i, i+1)
-	h.keys = slices.Delete(h.keys, i, i+1)
+	if h.keys[i].inferred {
+		h.inferredKeys--
+	}
+	h.msgs = deleteAt(h.msgs, i)
+	h.keys = deleteAt(h.keys, i)
+}
+
+// deleteAt is slices.Delete(s, i, i+1), except that the first element,
+// the one messages and RPCs mostly leave from (they finish in the order
+// they started), goes by reslicing instead of moving all the others:
+// append moves them to a new array only when the capacity behind them
+// runs out. The vacated slot is zeroed, so that it holds no pointer.
+func deleteAt[S ~[]E, E any](s S, i int) S {
+	if i == 0 {
+		var zero E
+		s[0] = zero
+		return s[1:]
+	}
+	return slices.Delete(s, i, i+1)
 }
 
 func (h *halfConn) remove(m *message) {

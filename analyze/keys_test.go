@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 )
@@ -40,6 +41,20 @@ func (a *Analyzer) keysInSync() error {
 			if h.c.ids[i] != p.id {
 				return fmt.Errorf("direction %v, open RPC %d: ID %d mirrored as %d", f, i, p.id, h.c.ids[i])
 			}
+			// identify searches the IDs from the newest: that a non-zero
+			// ID is there once makes the direction not matter.
+			if p.id != 0 && slices.Index(h.c.ids, p.id) != i {
+				return fmt.Errorf("direction %v: ID %d is open twice", f, p.id)
+			}
+		}
+		inferred := 0
+		for _, k := range h.keys {
+			if k.inferred {
+				inferred++
+			}
+		}
+		if inferred != h.inferredKeys {
+			return fmt.Errorf("direction %v: %d inferred keys counted as %d", f, inferred, h.inferredKeys)
 		}
 		for i, m := range h.msgs {
 			if got, want := h.keys[i], keyOf(m); got != want {

@@ -102,6 +102,14 @@ func (a *Analyzer) expire(final bool, window int64) []*rpc {
 	return expired
 }
 
+// settlingRPC is an RPC waiting for its settle time, with the time its
+// response completed: the check at every maintenance reads the list, not
+// thousands of cold RPCs.
+type settlingRPC struct {
+	p      *rpc
+	doneAt int64
+}
+
 // done marks the response complete; the RPC is finalized once later
 // observations of it have had time to arrive.
 func (p *rpc) done(a *Analyzer, at int64) {
@@ -109,13 +117,13 @@ func (p *rpc) done(a *Analyzer, at int64) {
 		return
 	}
 	p.doneAt = at
-	a.settling = append(a.settling, p)
+	a.settling = append(a.settling, settlingRPC{p: p, doneAt: at})
 }
 
 func (a *Analyzer) detachOpen(p *rpc) {
 	if i := slices.Index(p.c.open, p); i >= 0 {
-		p.c.open = slices.Delete(p.c.open, i, i+1)
-		p.c.ids = slices.Delete(p.c.ids, i, i+1)
+		p.c.open = deleteAt(p.c.open, i)
+		p.c.ids = deleteAt(p.c.ids, i)
 	}
 }
 
