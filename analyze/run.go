@@ -51,6 +51,13 @@ type batch struct {
 // before the damage together with the error, which names the file and
 // offset.
 func Run(ctx context.Context, files []string, ro RunOptions, opts Options) (*Result, error) {
+	ro.Workers = decoders(ro.Workers)
+	if ro.Workers == 1 && runtime.GOMAXPROCS(0) <= 2 && ro.Reader.Workers == 0 && len(files) == 1 {
+		// The analyzer's goroutine keeps one CPU busy; reading,
+		// decompressing and decoding all on the other goroutine leaves
+		// the two no one to take turns with (docs/performance.md).
+		ro.Reader.Inline = true
+	}
 	readers := make([]*capture.Reader, 0, len(files))
 	defer func() {
 		for _, r := range readers {
@@ -82,6 +89,17 @@ func Run(ctx context.Context, files []string, ro RunOptions, opts Options) (*Res
 	return res, err
 }
 
+// decoders returns the number of decoding goroutines for RunOptions.Workers.
+func decoders(workers int) int {
+	if workers <= 0 {
+		// The analyzer's goroutine keeps one CPU busy and the capture
+		// reader decompresses on the others: one decoder fewer than CPUs
+		// measured faster than one per CPU on 2 cores (docs/performance.md).
+		workers = max(1, runtime.GOMAXPROCS(0)-1)
+	}
+	return workers
+}
+
 // packetSource is a capture.Reader or a capture.Merged.
 type packetSource interface {
 	Next() (capture.Packet, error)
@@ -89,13 +107,7 @@ type packetSource interface {
 }
 
 func (a *Analyzer) feedMerged(ctx context.Context, src packetSource, ro RunOptions) error {
-	workers := ro.Workers
-	if workers <= 0 {
-		// The analyzer's goroutine keeps one CPU busy and the capture
-		// reader decompresses on the others: one decoder fewer than CPUs
-		// measured faster than one per CPU on 2 cores (docs/performance.md).
-		workers = max(1, runtime.GOMAXPROCS(0)-1)
-	}
+	workers := decoders(ro.Workers)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// Batches in flight: enough that the analyzer's goroutine rarely

@@ -70,8 +70,15 @@ func TestTruncatedEveryOffset(t *testing.T) {
 				cutFrame = f[0]
 			}
 		}
+		// Frames decompressed ahead by workers, and by the reading
+		// goroutine itself, give the same packets and errors.
 		got, err := readBytes(t, full[:cut], ReaderOptions{Workers: 2})
 		comparePacketsNoFatal(t, fmt.Sprintf("cut at %d", cut), got, pkts[:complete])
+		gotInline, errInline := readBytes(t, full[:cut], ReaderOptions{Inline: true})
+		comparePacketsNoFatal(t, fmt.Sprintf("cut at %d, inline", cut), gotInline, pkts[:complete])
+		if fmt.Sprint(err) != fmt.Sprint(errInline) {
+			t.Fatalf("cut at %d: error %q with workers, %q inline", cut, err, errInline)
+		}
 		atBoundary := cutFrame < 0 && (cut == dataEnd || isFrameEnd(frames, cut) || cut == dataEnd+indexLen(len(frames)))
 		switch {
 		case atBoundary:
@@ -138,7 +145,11 @@ func TestCorruptFrameInTheMiddle(t *testing.T) {
 		}
 		f3 := frames[3]
 		b[(f3[0]+f3[1])/2] ^= 0x55
+		_, errInline := readBytes(t, b, ReaderOptions{Inline: true})
 		got, err := readBytes(t, b, ReaderOptions{Workers: 2})
+		if fmt.Sprint(err) != fmt.Sprint(errInline) {
+			t.Errorf("seek table %v: error %q with workers, %q inline", seekTable, err, errInline)
+		}
 		want := append(append([]testPacket(nil), pkts[:3*perFrame]...), pkts[4*perFrame:]...)
 		comparePacketsNoFatal(t, fmt.Sprintf("seek table %v", seekTable), got, want)
 		var de *DamageError

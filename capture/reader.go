@@ -33,6 +33,12 @@ type ReaderOptions struct {
 	// CopyData makes every Packet.Data a fresh allocation that the caller
 	// owns, instead of a view into the reader's buffers.
 	CopyData bool
+	// Inline decompresses each frame on the goroutine that calls Next,
+	// when it needs the frame, instead of ahead of it on Workers
+	// goroutines. For a caller that keeps every CPU busy with its own
+	// pipeline (bufscope analyze on 2 CPUs): fewer runnable goroutines
+	// than CPUs let each stay on its CPU instead of taking turns.
+	Inline bool
 }
 
 // ReaderStats counts what a Reader did; it is safe to call Stats at any time.
@@ -83,6 +89,7 @@ type job struct {
 	err    error // damage: this frame's data is lost, reading continues
 	fatal  error // nothing after this point can be read
 	stream bool  // decompressed by the consumer in pieces
+	inline bool  // decompressed whole by the consumer (ReaderOptions.Inline)
 	lost   frameTimes
 	known  bool // lost is from the time index
 }
@@ -126,6 +133,7 @@ type Reader struct {
 	scratch  [2][]byte
 	sIdx     int
 	st       *streamState
+	src      []byte // compressed frame (ReaderOptions.Inline)
 	eof      bool
 	resync   bool // after damage: the next chunk must start a pcapng section
 
@@ -195,6 +203,9 @@ func Open(path string, opts ReaderOptions) (*Reader, error) {
 func NewReader(ra io.ReaderAt, size int64, name string, opts ReaderOptions) (*Reader, error) {
 	if opts.Workers <= 0 {
 		opts.Workers = min(runtime.GOMAXPROCS(0), 4)
+	}
+	if opts.Inline {
+		opts.Workers = 1
 	}
 	if opts.MaxDecoderMemory == 0 {
 		opts.MaxDecoderMemory = 512 << 20
@@ -325,7 +336,7 @@ func (r *Reader) loadSeekTable() {
 func (r *Reader) start() {
 	r.order = make(chan *job, r.opts.Workers+1)
 	r.work = make(chan *job, r.opts.Workers+1)
-	if r.dec != nil {
+	if r.dec != nil && !r.opts.Inline {
 		for i := 0; i < r.opts.Workers; i++ {
 			r.wg.Add(1)
 			go r.worker()
@@ -336,6 +347,9 @@ func (r *Reader) start() {
 }
 
 func (r *Reader) send(j *job, decode bool) bool {
+	if decode && r.opts.Inline {
+		j.inline, decode = true, false
+	}
 	select {
 	case r.order <- j:
 	case <-r.quit:
@@ -466,30 +480,36 @@ func (r *Reader) worker() {
 		if j == nil {
 			return
 		}
-		if int64(cap(src)) < j.frame.clen {
-			src = make([]byte, j.frame.clen)
-		}
-		src = src[:j.frame.clen]
-		if _, err := r.ra.ReadAt(src, j.frame.off); err != nil {
-			j.err = fmt.Errorf("read: %w", err)
-			close(j.done)
-			continue
-		}
-		r.stats.compressed.Add(j.frame.clen)
-		r.stats.decompressed.Add(1)
-		out, err := r.dec.DecodeAll(src, r.getBuf(int(j.frame.dlen))[:0])
-		switch {
-		case err != nil:
-			j.err = fmt.Errorf("corrupt zstd data: %w", err)
-			r.putBuf(out)
-		case int64(len(out)) != j.frame.dlen:
-			j.err = fmt.Errorf("frame decompressed to %d bytes, the file says %d", len(out), j.frame.dlen)
-			r.putBuf(out)
-		default:
-			j.data = out
-		}
-		close(j.done)
+		src = r.decompress(j, src)
 	}
+}
+
+// decompress reads and decompresses j's frame whole, using src (returned,
+// maybe grown) for the compressed bytes, and closes j.done.
+func (r *Reader) decompress(j *job, src []byte) []byte {
+	defer close(j.done)
+	if int64(cap(src)) < j.frame.clen {
+		src = make([]byte, j.frame.clen)
+	}
+	src = src[:j.frame.clen]
+	if _, err := r.ra.ReadAt(src, j.frame.off); err != nil {
+		j.err = fmt.Errorf("read: %w", err)
+		return src
+	}
+	r.stats.compressed.Add(j.frame.clen)
+	r.stats.decompressed.Add(1)
+	out, err := r.dec.DecodeAll(src, r.getBuf(int(j.frame.dlen))[:0])
+	switch {
+	case err != nil:
+		j.err = fmt.Errorf("corrupt zstd data: %w", err)
+		r.putBuf(out)
+	case int64(len(out)) != j.frame.dlen:
+		j.err = fmt.Errorf("frame decompressed to %d bytes, the file says %d", len(out), j.frame.dlen)
+		r.putBuf(out)
+	default:
+		j.data = out
+	}
+	return src
 }
 
 func (r *Reader) getBuf(n int) []byte {
@@ -536,6 +556,9 @@ func (r *Reader) pull() pulled {
 		j, ok := <-r.order
 		if !ok {
 			return pulled{eof: true}
+		}
+		if j.inline {
+			r.src = r.decompress(j, r.src)
 		}
 		<-j.done
 		r.framesSeen++
