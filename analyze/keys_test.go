@@ -64,6 +64,11 @@ func (a *Analyzer) keysInSync() error {
 			for _, s := range m.segs {
 				end = max(end, s.off+s.n)
 			}
+			for j := 1; j < len(m.segs) && !m.segsUnordered; j++ {
+				if p := m.segs[j-1]; m.segs[j].off < p.off+p.n {
+					return fmt.Errorf("direction %v, message %d: segments %d and %d out of order, not so marked", f, i, j-1, j)
+				}
+			}
 			if m.segEnd != end {
 				return fmt.Errorf("direction %v, message %d: segment end %d, segments say %d", f, i, m.segEnd, end)
 			}

@@ -112,8 +112,13 @@ type msgState struct {
 	// segEnd is the largest off+n of segs (0 if none): a segment that
 	// starts at or after it overlaps none, the common case of new data,
 	// and segment does not scan them.
-	segEnd  uint32
-	retrans int
+	segEnd uint32
+	// segsUnordered: some segment in segs starts before the end of the
+	// one appended before it. Until then segs are in ascending order and
+	// disjoint, and the segments a sighting overlaps are found by binary
+	// search (a message-start report overlaps the first of many).
+	segsUnordered bool
+	retrans       int
 	// rtxSegs counts the segments retransmitted (retrans counts every
 	// capture point's sighting of a retransmission); spurious those of
 	// them the receiver reported getting twice (D-SACK, RFC 2883): the
@@ -226,9 +231,28 @@ func (m *message) segment(o *obs, off, n uint32) bool {
 	}
 	earliest := int64(0)
 	seenHere, later := false, false
-	for i := len(m.segs) - 1; i >= 0 && off < m.segEnd; i-- {
+	// The segments overlapping [off, off+n) are visited in any order:
+	// what the loop gathers does not depend on it. Unordered, every one
+	// may overlap; ordered, those from the first ending after off on.
+	from, to, step := len(m.segs)-1, -1, -1
+	if !m.segsUnordered {
+		lo, hi := 0, len(m.segs)
+		for lo < hi {
+			mid := int(uint(lo+hi) >> 1)
+			if s := &m.segs[mid]; s.off+s.n <= off {
+				lo = mid + 1
+			} else {
+				hi = mid
+			}
+		}
+		from, to, step = lo, len(m.segs), 1
+	}
+	for i := from; i != to && off < m.segEnd; i += step {
 		s := &m.segs[i]
 		if off >= s.off+s.n || s.off >= off+n {
+			if step > 0 {
+				break // ordered: this one and all after start past the sighting
+			}
 			continue
 		}
 		if earliest == 0 || s.at < earliest {
@@ -267,10 +291,18 @@ func (m *message) segment(o *obs, off, n uint32) bool {
 		if m.segs == nil {
 			m.segs = m.segs0[:0]
 		}
-		m.segs = append(m.segs, segObs{off: off, n: n, at: o.at, point: o.point, seen: bit})
-		m.segEnd = max(m.segEnd, off+n)
+		m.appendSeg(segObs{off: off, n: n, at: o.at, point: o.point, seen: bit})
 	}
 	return true
+}
+
+// appendSeg adds s to segs, keeping segEnd and segsUnordered.
+func (m *message) appendSeg(s segObs) {
+	if n := len(m.segs); n > 0 && s.off < m.segs[n-1].off+m.segs[n-1].n {
+		m.segsUnordered = true
+	}
+	m.segs = append(m.segs, s)
+	m.segEnd = max(m.segEnd, s.off+s.n)
 }
 
 // absorb takes over the observations of x, an inferred message that turned
@@ -297,8 +329,7 @@ func (m *message) absorb(x *message) {
 		if len(m.segs) < maxSegs {
 			s.off += d
 			s.seen = 0 // point indexes differ between the two messages
-			m.segs = append(m.segs, s)
-			m.segEnd = max(m.segEnd, s.off+s.n)
+			m.appendSeg(s)
 		}
 	}
 	m.retrans += x.retrans
