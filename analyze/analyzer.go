@@ -54,6 +54,7 @@ type Analyzer struct {
 	gone     []*rpc      // RPCs finalized since the last sweep
 	drained  []*bufState // the buffers in buffers that have a drainState (closeTrace)
 	expired  []*rpc      // scratch for maintain
+	chainBuf []Element   // scratch for finalize
 	born     uint64      // RPCs created so far: rpc.born
 	swept    int64       // trace time of the last full sweep
 	nodes    map[netip.Addr]uint32

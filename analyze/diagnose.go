@@ -94,11 +94,11 @@ func (a *Analyzer) class(k classKey) *class {
 	return c
 }
 
-func (c *class) add(r *RPC) {
+func (c *class) add(r *RPC, chain []Element) {
 	c.n++
 	c.dirty++
 	c.lat.add(r.Latency)
-	for i, e := range r.Chain {
+	for i, e := range chain {
 		c.elemRing(i, elemKey{e.Dir, e.id}).add(e.Time)
 	}
 }

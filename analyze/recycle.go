@@ -84,6 +84,7 @@ func (a *Analyzer) release(g *traceGroup) {
 	for _, r := range g.rpcs {
 		if len(a.free.rpcs) < maxFree {
 			clear(r.Chain) // its evidence pointers lead into released messages
+			r.req, r.resp = nil, nil
 			a.free.rpcs = append(a.free.rpcs, r)
 		}
 	}

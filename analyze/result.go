@@ -69,6 +69,10 @@ type RPC struct {
 	// to them (classes are never removed, so the map would give the
 	// same): judging and its readiness check run for every RPC.
 	clsC, coarseC *class
+	// The RPC's messages, from which name lays out Chain: only reported
+	// RPCs need one. They stay valid while the RPC is (its trace group
+	// owns them, or they are shared and never recycled).
+	req, resp *message
 }
 
 // MessageTiming is one message's timing.

@@ -195,15 +195,22 @@ func (a *Analyzer) finalize(p *rpc) {
 	server := netip.AddrPortFrom(f.DstAddr(), f.DstPort)
 	r.cls = classKey{server: server, bucket: int8(bits.Len32(size))}
 	r.coarseK = classKey{server: server, bucket: -1}
-	r.Chain = a.chain(r, req, resp)
+	// The chain feeds the class baselines now; an RPC that is reported
+	// lays it out again when it is named, from the same messages (none of
+	// which changes once detached). Most never are: laying it out aside
+	// keeps the writes off each RPC's cold storage.
+	r.req, r.resp = req, resp
+	chain := a.chain(r, a.chainBuf[:0])
 	r.Effects = consequences(req, resp)
 	if r.Incomplete {
 		a.stats.Incomplete++
 	} else {
 		r.clsC, r.coarseC = a.classesOf(req.hc, r.cls)
-		r.clsC.add(r)
-		r.coarseC.add(r)
+		r.clsC.add(r, chain)
+		r.coarseC.add(r, chain)
 	}
+	clear(chain) // no evidence pointers left behind in the scratch
+	a.chainBuf = chain[:0]
 	g := a.addToTrace(p, r)
 	// The group owns the messages its chains point into (Element.ev) if
 	// no other RPC ever held them.
@@ -228,12 +235,12 @@ func timing(m *message) MessageTiming {
 
 // chain lays out the elements of an RPC in order: the request's buffers
 // and wire, the server's application, the response's buffers and wire.
-func (a *Analyzer) chain(r *RPC, req, resp *message) []Element {
+func (a *Analyzer) chain(r *RPC, out []Element) []Element {
+	req, resp := r.req, r.resp
 	n := len(req.bufs) + 6
 	if resp != nil {
 		n += len(resp.bufs)
 	}
-	out := r.Chain[:0] // capacity of a recycled RPC's chain
 	if cap(out) < n {
 		out = make([]Element, 0, n)
 	}
@@ -268,7 +275,10 @@ func (a *Analyzer) chain(r *RPC, req, resp *message) []Element {
 func (a *Analyzer) direction(out []Element, dir string, m *message) []Element {
 	// The message is being finalized: its own slice can be reordered.
 	bufs := m.bufs
-	if len(bufs) <= 12 {
+	switch {
+	case slices.IsSortedFunc(bufs, func(x, y bufObs) int { return cmp.Compare(x.first, y.first) }):
+		// Laid out before (name lays out again what finalize did).
+	case len(bufs) <= 12:
 		// What slices.SortFunc does for up to 12 elements (the same
 		// order, ties included), without copying two 150-byte values
 		// into the comparison function at every step.
@@ -277,7 +287,7 @@ func (a *Analyzer) direction(out []Element, dir string, m *message) []Element {
 				bufs[j], bufs[j-1] = bufs[j-1], bufs[j]
 			}
 		}
-	} else {
+	default:
 		slices.SortFunc(bufs, func(x, y bufObs) int { return cmp.Compare(x.first, y.first) })
 	}
 	var held int64
@@ -520,6 +530,7 @@ func (a *Analyzer) name(r *RPC) {
 	if r.judgedCoarse {
 		r.Class = r.coarseK.String()
 	}
+	r.Chain = a.chain(r, r.Chain[:0])
 	for i := range r.Chain {
 		e := &r.Chain[i]
 		switch e.id.Kind {
