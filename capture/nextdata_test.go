@@ -20,15 +20,17 @@ type dataPacket struct {
 	data  string
 }
 
-// readEach reads r to the end, with Next when useNext says so for the
+// readEach reads b to the end, with Next when useNext says so for the
 // packet's position and NextData otherwise, and returns the packets in
 // NextData's form, the final error (io.EOF included) and Stats().Packets.
-func readEach(b []byte, opts ReaderOptions, useNext func(i int) bool) ([]dataPacket, error, int64) {
+// slow sends every block through the full parser, without the fast path.
+func readEach(b []byte, opts ReaderOptions, slow bool, useNext func(i int) bool) ([]dataPacket, error, int64) {
 	r, err := NewReader(bytes.NewReader(b), int64(len(b)), "t", opts)
 	if err != nil {
 		return nil, err, 0
 	}
 	defer r.Close()
+	r.noFast = slow
 	var out []dataPacket
 	for i := 0; i < 1<<16; i++ {
 		var dp dataPacket
@@ -53,41 +55,42 @@ func readEach(b []byte, opts ReaderOptions, useNext func(i int) bool) ([]dataPac
 	return out, errors.New("more than 65536 packets"), 0
 }
 
-// checkNextData reads b three ways — Next only, NextData only, and the two
-// alternating — and fails unless all three return the same packets, the
-// same final error, and count every packet in Stats.
+// checkNextData reads b with Next through the full parser only, then with
+// the fast path three ways — Next only, NextData only, and the two
+// alternating — and fails unless all return the same packets, the same
+// final error, and count every packet in Stats.
 func checkNextData(t *testing.T, name string, b []byte, opts ReaderOptions) {
 	t.Helper()
-	want, wantErr, wantN := readEach(b, opts, func(int) bool { return true })
+	want, wantErr, wantN := readEach(b, opts, true, func(int) bool { return true })
 	for _, mode := range []struct {
 		name string
 		next func(int) bool
 	}{
+		{"Next", func(int) bool { return true }},
 		{"NextData", func(int) bool { return false }},
 		{"alternating", func(i int) bool { return i%3 == 1 }},
 	} {
-		got, err, n := readEach(b, opts, mode.next)
+		got, err, n := readEach(b, opts, false, mode.next)
 		if fmt.Sprint(err) != fmt.Sprint(wantErr) {
-			t.Fatalf("%s, %s: error %v, Next gave %v", name, mode.name, err, wantErr)
+			t.Fatalf("%s, %s: error %v, the full parser gave %v", name, mode.name, err, wantErr)
 		}
 		if len(got) != len(want) {
-			t.Fatalf("%s, %s: %d packets, Next gave %d", name, mode.name, len(got), len(want))
+			t.Fatalf("%s, %s: %d packets, the full parser gave %d", name, mode.name, len(got), len(want))
 		}
 		for i := range want {
 			if got[i] != want[i] {
-				t.Fatalf("%s, %s: packet %d: %d on %d % x, Next gave %d on %d % x", name, mode.name, i,
+				t.Fatalf("%s, %s: packet %d: %d on %d % x, the full parser gave %d on %d % x", name, mode.name, i,
 					got[i].ns, got[i].iface, got[i].data, want[i].ns, want[i].iface, want[i].data)
 			}
 		}
 		if n != int64(len(want)) || n != wantN {
-			t.Errorf("%s, %s: Stats().Packets %d after the end, Next gave %d, %d packets read", name, mode.name, n, wantN, len(want))
+			t.Errorf("%s, %s: Stats().Packets %d after the end, the full parser gave %d, %d packets read", name, mode.name, n, wantN, len(want))
 		}
 	}
 }
 
-// TestNextDataMatchesNext holds NextData, and the fast path Next and
-// NextData share, equal to what Next returns through the full block
-// parser: bufscope traces whole, damaged and cut, with a time window,
+// TestNextDataMatchesNext holds Next and NextData, through the fast path
+// they share, equal to what Next returns through the full block parser: bufscope traces whole, damaged and cut, with a time window,
 // big-endian pcapng, pcap, and every capture of the interop corpus.
 func TestNextDataMatchesNext(t *testing.T) {
 	pkts := genPackets(400, 2, 61)
@@ -100,7 +103,8 @@ func TestNextDataMatchesNext(t *testing.T) {
 	corrupt[(frames[3][0]+frames[3][1])/2] ^= 0x55
 	checkNextData(t, "corrupt frame", corrupt, ReaderOptions{Workers: 2})
 	checkNextData(t, "time window", full, ReaderOptions{From: pkts[120].ci.Timestamp, To: pkts[260].ci.Timestamp})
-	checkNextData(t, "open-ended window", full, ReaderOptions{From: pkts[333].ci.Timestamp})
+	checkNextData(t, "window from", full, ReaderOptions{From: pkts[333].ci.Timestamp})
+	checkNextData(t, "window to", full, ReaderOptions{To: pkts[77].ci.Timestamp})
 	checkNextData(t, "pcapng, big-endian sections", pcapngMixed, ReaderOptions{})
 	pcap := []byte{0x4d, 0x3c, 0xb2, 0xa1, 0x02, 0x00, 0x04, 0x00, 0, 0, 0, 0, 0, 0, 0, 0,
 		0xff, 0xff, 0, 0, 0x01, 0, 0, 0, 0, 0xf1, 0x53, 0x65, 0x15, 0xcd, 0x5b, 0x07,
@@ -122,7 +126,7 @@ func TestNextDataMatchesNext(t *testing.T) {
 		odd = appendEPB(odd, e.iface, e.ts, 60, []byte{byte(i), 1, 2})
 	}
 	checkNextData(t, "odd timestamps", odd, ReaderOptions{})
-	if got, _, _ := readEach(odd, ReaderOptions{}, func(int) bool { return false }); len(got) != 4 || got[1].ns != 1<<62 || got[2].ns != 1_700_000_000_123_456_000 || got[3].ns != 1_700_000_000e9 {
+	if got, _, _ := readEach(odd, ReaderOptions{}, false, func(int) bool { return false }); len(got) != 4 || got[1].ns != 1<<62 || got[2].ns != 1_700_000_000_123_456_000 || got[3].ns != 1_700_000_000e9 {
 		t.Errorf("odd timestamps: %+v", got)
 	}
 

@@ -132,12 +132,17 @@ func (r *Reader) next() (Packet, error) {
 		if !ok {
 			continue
 		}
-		ns := p.Timestamp.UnixNano()
-		if (r.fromOn && ns < r.from) || (r.toOn && ns >= r.to) {
+		if r.outside(p.Timestamp.UnixNano()) {
 			continue
 		}
 		return p, nil
 	}
+}
+
+// outside reports whether a packet stamped ns falls outside the time
+// window.
+func (r *Reader) outside(ns int64) bool {
+	return (r.fromOn && ns < r.from) || (r.toOn && ns >= r.to)
 }
 
 // parseOne consumes one block or record; ok reports a packet.
@@ -348,14 +353,14 @@ func (r *Reader) parseEPB(body []byte) (Packet, bool, error) {
 
 // fastEPB consumes the next block if it is what nearly every block of a
 // trace is: an Enhanced Packet Block of a little-endian pcapng section,
-// whole in the current chunk, that parseBlock would accept, read while no
-// time window is set. It returns the block body and the packet's
-// interface, or a nil interface (consuming nothing) for every other case,
-// which parseOne then handles with all its checks and error reporting.
-// It reads the fields without going through r.bo, whose every call is
-// an interface call.
+// whole in the current chunk, that parseBlock would accept. It returns the
+// block body and the packet's interface, or a nil interface (consuming
+// nothing) for every other case, which parseOne then handles with all its
+// checks and error reporting. It reads the fields without going through
+// r.bo, whose every call is an interface call. The caller applies the
+// time window, as next does.
 func (r *Reader) fastEPB() ([]byte, *localIface) {
-	if r.kind != kindPcapng || r.resync || !r.le || r.fromOn || r.toOn {
+	if r.kind != kindPcapng || r.resync || !r.le || r.noFast {
 		return nil, nil
 	}
 	b := r.data[r.pos:]

@@ -109,6 +109,7 @@ type Reader struct {
 	to     int64 // ns, math.MaxInt64 when open
 	fromOn bool
 	toOn   bool
+	noFast bool // tests: every block through the full parser
 
 	container string // "bufscope seekable zstd", "seekable zstd", "zstd", ""
 	frames    []zframe
@@ -631,10 +632,16 @@ func (r *Reader) frameError(j *job, err error) *FrameError {
 // or, if parts of the file were damaged, a *DamageError listing them after
 // every intact packet has been returned. The error repeats on later calls.
 func (r *Reader) Next() (Packet, error) {
-	if r.pending == nil && r.final == nil {
-		if body, li := r.fastEPB(); li != nil {
-			return r.deliver(epbPacket(body, li)), nil
+	for r.pending == nil && r.final == nil {
+		body, li := r.fastEPB()
+		if li == nil {
+			break
 		}
+		p := epbPacket(body, li)
+		if (r.fromOn || r.toOn) && r.outside(p.Timestamp.UnixNano()) {
+			continue
+		}
+		return r.deliver(p), nil
 	}
 	return r.nextSlow()
 }
@@ -670,22 +677,27 @@ func (r *Reader) nextSlow() (Packet, error) {
 // Reader until the next call unless ReaderOptions.CopyData is set). Errors
 // are Next's. Next and NextData may be mixed.
 func (r *Reader) NextData() (ns int64, iface int, data []byte, err error) {
-	if r.pending == nil && r.final == nil {
-		if body, li := r.fastEPB(); li != nil {
-			caplen := binary.LittleEndian.Uint32(body[12:])
-			units := uint64(binary.LittleEndian.Uint32(body[4:]))<<32 | uint64(binary.LittleEndian.Uint32(body[8:]))
-			if li.res == (tsResolution{exp: 9}) && units <= math.MaxInt64 {
-				ns = int64(units)
-			} else {
-				ns = li.res.time(units).UnixNano()
-			}
-			data = body[20 : 20+caplen : 20+caplen]
-			r.delivered++
-			if r.opts.CopyData {
-				data = bytes.Clone(data)
-			}
-			return ns, li.global, data, nil
+	for r.pending == nil && r.final == nil {
+		body, li := r.fastEPB()
+		if li == nil {
+			break
 		}
+		units := uint64(binary.LittleEndian.Uint32(body[4:]))<<32 | uint64(binary.LittleEndian.Uint32(body[8:]))
+		if li.res == (tsResolution{exp: 9}) && units <= math.MaxInt64 {
+			ns = int64(units)
+		} else {
+			ns = li.res.time(units).UnixNano()
+		}
+		if (r.fromOn || r.toOn) && r.outside(ns) {
+			continue
+		}
+		caplen := binary.LittleEndian.Uint32(body[12:])
+		data = body[20 : 20+caplen : 20+caplen]
+		r.delivered++
+		if r.opts.CopyData {
+			data = bytes.Clone(data)
+		}
+		return ns, li.global, data, nil
 	}
 	p, err := r.nextSlow()
 	if err != nil {
