@@ -42,8 +42,8 @@ type ReaderStats struct {
 	FramesSkipped      int64 // frames skipped by time without reading them
 	FramesDecompressed int64 // frames (or streamed frames) decompressed
 	CompressedBytes    int64 // compressed bytes read from the file
-	// Packets returned by Next. It is exact once Next has returned an
-	// error (io.EOF included); while reading it is brought up to date each
+	// Packets returned by Next and NextData. It is exact once they have
+	// returned an error (io.EOF included); while reading it is brought up to date each
 	// time the reader moves on to the next decompressed chunk (a zstd
 	// frame, or 1 MiB of an uncompressed file), so it can lag by the
 	// packets of one chunk.
@@ -157,7 +157,7 @@ type Reader struct {
 	stats struct {
 		frames, skipped, decompressed, compressed, packets atomic.Int64
 	}
-	// delivered counts packets returned by Next but not yet added to
+	// delivered counts packets returned by Next or NextData but not yet added to
 	// stats.packets: one atomic add per chunk instead of per packet.
 	delivered int64
 }
