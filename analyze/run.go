@@ -102,7 +102,7 @@ func decoders(workers int) int {
 
 // packetSource is a capture.Reader or a capture.Merged.
 type packetSource interface {
-	Next() (capture.Packet, error)
+	NextData() (ns int64, iface int, data []byte, err error)
 	Interfaces() []capture.Interface
 }
 
@@ -200,8 +200,8 @@ func (a *Analyzer) feedMerged(ctx context.Context, src packetSource, ro RunOptio
 func readDecode(ctx context.Context, src packetSource, d *decode.Decoder, free <-chan *batch, done chan<- *batch) error {
 	return readInto(ctx, src, free, done, func(b *batch) {
 		b.recs, b.packets = b.recs[:0], 0
-	}, func(b *batch, p capture.Packet, link layers.LinkType) {
-		b.recs = d.Records(p.Timestamp.UnixNano(), p.Interface, link, p.Data, b.recs)
+	}, func(b *batch, ns int64, iface int, data []byte, link layers.LinkType) {
+		b.recs = d.Records(ns, iface, link, data, b.recs)
 		b.packets++
 	})
 }
@@ -211,10 +211,10 @@ func readDecode(ctx context.Context, src packetSource, d *decode.Decoder, free <
 func readBatches(ctx context.Context, src packetSource, free <-chan *batch, todo chan<- *batch) error {
 	return readInto(ctx, src, free, todo, func(b *batch) {
 		b.data, b.pkts, b.packets = b.data[:0], b.pkts[:0], 0
-	}, func(b *batch, p capture.Packet, link layers.LinkType) {
+	}, func(b *batch, ns int64, iface int, data []byte, link layers.LinkType) {
 		off := len(b.data)
-		b.data = append(b.data, p.Data...)
-		b.pkts = append(b.pkts, pktRef{ts: p.Timestamp.UnixNano(), iface: p.Interface, link: link, off: off, end: len(b.data)})
+		b.data = append(b.data, data...)
+		b.pkts = append(b.pkts, pktRef{ts: ns, iface: iface, link: link, off: off, end: len(b.data)})
 		b.packets++
 	})
 }
@@ -225,9 +225,12 @@ func readBatches(ctx context.Context, src packetSource, free <-chan *batch, todo
 // into it (counting it in b.packets) before the next call to Next reuses
 // the packet's data.
 func readInto(ctx context.Context, src packetSource, free <-chan *batch, out chan<- *batch,
-	reset func(*batch), add func(*batch, capture.Packet, layers.LinkType)) error {
+	reset func(*batch), add func(b *batch, ns int64, iface int, data []byte, link layers.LinkType)) error {
 	seq := 0
 	var b *batch
+	// Interfaces only grow, and an entry never changes once listed, so
+	// the slice is fetched again only for an interface it does not hold.
+	ifs := src.Interfaces()
 	flush := func() bool {
 		if b == nil || b.packets == 0 {
 			return true
@@ -241,7 +244,7 @@ func readInto(ctx context.Context, src packetSource, free <-chan *batch, out cha
 		return true
 	}
 	for {
-		p, err := src.Next()
+		ns, iface, data, err := src.NextData()
 		if err != nil {
 			flush()
 			if errors.Is(err, io.EOF) {
@@ -259,11 +262,14 @@ func readInto(ctx context.Context, src packetSource, free <-chan *batch, out cha
 			b.seq = seq
 			seq++
 		}
-		link := layers.LinkTypeEthernet
-		if ifs := src.Interfaces(); p.Interface >= 0 && p.Interface < len(ifs) {
-			link = ifs[p.Interface].LinkType
+		if iface >= len(ifs) {
+			ifs = src.Interfaces()
 		}
-		add(b, p, link)
+		link := layers.LinkTypeEthernet
+		if iface >= 0 && iface < len(ifs) {
+			link = ifs[iface].LinkType
+		}
+		add(b, ns, iface, data, link)
 		if b.packets == batchPackets {
 			if !flush() {
 				return ctx.Err()

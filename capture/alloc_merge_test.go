@@ -40,6 +40,13 @@ func TestNoAllocations(t *testing.T) {
 	}); n != 0 {
 		t.Errorf("Next: %v allocations per packet", n)
 	}
+	if n := testing.AllocsPerRun(1000, func() {
+		if _, _, _, err := r.NextData(); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Errorf("NextData: %v allocations per packet", n)
+	}
 }
 
 func TestMerge(t *testing.T) {

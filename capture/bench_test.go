@@ -132,7 +132,7 @@ func benchFiles(b *testing.B) (trace, plain string) {
 func BenchmarkRead(b *testing.B) {
 	trace, plain := benchFiles(b)
 	pktBytes := trafficBytes(benchTraffic())
-	readFile := func(b *testing.B, path string, workers int) {
+	readFile := func(b *testing.B, path string, workers int, nextData bool) {
 		b.SetBytes(pktBytes)
 		for b.Loop() {
 			r, err := Open(path, ReaderOptions{Workers: workers})
@@ -141,7 +141,12 @@ func BenchmarkRead(b *testing.B) {
 			}
 			n := 0
 			for {
-				_, err := r.Next()
+				var err error
+				if nextData {
+					_, _, _, err = r.NextData()
+				} else {
+					_, err = r.Next()
+				}
 				if errors.Is(err, io.EOF) {
 					break
 				}
@@ -157,9 +162,10 @@ func BenchmarkRead(b *testing.B) {
 		}
 		reportRates(b, benchPackets)
 	}
-	b.Run("container/workers=1", func(b *testing.B) { readFile(b, trace, 1) })
-	b.Run("container/workers=2", func(b *testing.B) { readFile(b, trace, 2) })
-	b.Run("plain-pcapng", func(b *testing.B) { readFile(b, plain, 1) })
+	b.Run("container/workers=1", func(b *testing.B) { readFile(b, trace, 1, false) })
+	b.Run("container/workers=2", func(b *testing.B) { readFile(b, trace, 2, false) })
+	b.Run("plain-pcapng", func(b *testing.B) { readFile(b, plain, 1, false) })
+	b.Run("plain-pcapng/NextData", func(b *testing.B) { readFile(b, plain, 1, true) })
 	b.Run("pcapgo-ngreader", func(b *testing.B) {
 		raw, err := os.ReadFile(plain)
 		if err != nil {

@@ -12,9 +12,9 @@
 // damage costs only the damaged frames, reported with their offsets in a
 // *DamageError after every intact packet.
 //
-// Ownership: Writer copies packet data; Reader's Packet.Data belongs to the
-// Reader until the next Next (Packet.Clone or ReaderOptions.CopyData keep
-// it). Writer is safe for concurrent use; Reader and Merged are for one
+// Ownership: Writer copies packet data; Reader's Packet.Data (and the data
+// NextData returns) belongs to the Reader until the next Next or NextData
+// (Packet.Clone or ReaderOptions.CopyData keep it). Writer is safe for concurrent use; Reader and Merged are for one
 // goroutine (Stats and Close excepted).
 //
 // capture knows packets and capture points, not protocols: it must not

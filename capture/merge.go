@@ -109,6 +109,16 @@ func (m *Merged) Next() (Packet, error) {
 	return h.p, nil
 }
 
+// NextData is Next in the form of Reader.NextData, so one loop can read a
+// Reader or a Merged; here it saves nothing, as the merge orders Packets.
+func (m *Merged) NextData() (ns int64, iface int, data []byte, err error) {
+	p, err := m.Next()
+	if err != nil {
+		return 0, 0, nil, err
+	}
+	return p.Timestamp.UnixNano(), p.Interface, p.Data, nil
+}
+
 // Interfaces returns the merged interface list (grows as readers meet new
 // interfaces). The slice is the Merged's own: do not modify it.
 func (m *Merged) Interfaces() []Interface { return m.ifaces }

@@ -132,12 +132,17 @@ func (r *Reader) next() (Packet, error) {
 		if !ok {
 			continue
 		}
-		ns := p.Timestamp.UnixNano()
-		if (r.fromOn && ns < r.from) || (r.toOn && ns >= r.to) {
+		if r.outside(p.Timestamp.UnixNano()) {
 			continue
 		}
 		return p, nil
 	}
+}
+
+// outside reports whether a packet stamped ns falls outside the time
+// window.
+func (r *Reader) outside(ns int64) bool {
+	return (r.fromOn && ns < r.from) || (r.toOn && ns >= r.to)
 }
 
 // parseOne consumes one block or record; ok reports a packet.
@@ -194,9 +199,9 @@ func (r *Reader) parseBlock() (Packet, bool, error) {
 	if btype == blockSHB {
 		switch binary.LittleEndian.Uint32(h[8:]) {
 		case byteOrderMagic:
-			r.bo = binary.LittleEndian
+			r.bo, r.le = binary.LittleEndian, true
 		case 0x4D3C2B1A:
-			r.bo = binary.BigEndian
+			r.bo, r.le = binary.BigEndian, false
 		default:
 			return Packet{}, false, r.skipDamaged(fmt.Errorf("section header with byte-order magic % x", h[8:12]))
 		}
@@ -344,6 +349,47 @@ func (r *Reader) parseEPB(body []byte) (Packet, bool, error) {
 	}
 	return Packet{Timestamp: li.res.time(units), Interface: li.global, CaptureLength: int(caplen),
 		Length: int(r.bo.Uint32(body[16:])), Data: body[20 : 20+caplen : 20+caplen]}, true, nil
+}
+
+// fastEPB consumes the next block if it is what nearly every block of a
+// trace is: an Enhanced Packet Block of a little-endian pcapng section,
+// whole in the current chunk, that parseBlock would accept. It returns the
+// block body and the packet's interface, or a nil interface (consuming
+// nothing) for every other case, which parseOne then handles with all its
+// checks and error reporting. It reads the fields without going through
+// r.bo, whose every call is an interface call. The caller applies the
+// time window, as next does.
+func (r *Reader) fastEPB() ([]byte, *localIface) {
+	if r.kind != kindPcapng || r.resync || !r.le || r.noFast {
+		return nil, nil
+	}
+	b := r.data[r.pos:]
+	if len(b) < 32 || binary.LittleEndian.Uint32(b) != blockEPB {
+		return nil, nil
+	}
+	n := binary.LittleEndian.Uint32(b[4:])
+	// 32 bytes is the smallest block whose body holds the 20-byte EPB
+	// header parseEPB needs.
+	if n%4 != 0 || n < 32 || n > maxBlockLen || int64(n) > int64(len(b)) ||
+		binary.LittleEndian.Uint32(b[n-4:]) != n {
+		return nil, nil
+	}
+	body := b[8 : n-4]
+	id := binary.LittleEndian.Uint32(body)
+	if int64(id) >= int64(len(r.local)) ||
+		int64(binary.LittleEndian.Uint32(body[12:])) > int64(len(body)-20) {
+		return nil, nil
+	}
+	r.pos += int(n)
+	return body, &r.local[id]
+}
+
+// epbPacket is parseEPB's Packet for a body fastEPB accepted.
+func epbPacket(body []byte, li *localIface) Packet {
+	caplen := binary.LittleEndian.Uint32(body[12:])
+	units := uint64(binary.LittleEndian.Uint32(body[4:]))<<32 | uint64(binary.LittleEndian.Uint32(body[8:]))
+	return Packet{Timestamp: li.res.time(units), Interface: li.global, CaptureLength: int(caplen),
+		Length: int(binary.LittleEndian.Uint32(body[16:])), Data: body[20 : 20+caplen : 20+caplen]}
 }
 
 func (r *Reader) parseOPB(body []byte) (Packet, bool, error) {

@@ -2,6 +2,7 @@ package capture
 
 import (
 	"encoding/binary"
+	"math"
 	"math/bits"
 	"time"
 
@@ -166,6 +167,11 @@ func parseTsresol(b byte) (tsResolution, bool) {
 }
 
 func (r tsResolution) time(units uint64) time.Time {
+	if r == (tsResolution{exp: 9}) && units <= math.MaxInt64 {
+		// Nanoseconds, as bufscope writes: time.Unix normalises to the
+		// same Time without the two divisions below.
+		return time.Unix(0, int64(units))
+	}
 	var sec, nsec uint64
 	if r.pow2 {
 		sec = units >> r.exp

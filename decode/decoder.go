@@ -66,6 +66,11 @@ type Decoder struct {
 	// layersTCP makes dissectTCP fill d.tcp through gopacket (the tree
 	// renderer prints it).
 	layersTCP bool
+	// layersNet makes dissectLink and dissectIP go through gopacket's
+	// Ethernet, Dot1Q, IPv4, IPv6 and UDP layers, which leaves the headers
+	// in d.eth, d.vlan, d.ip4, d.ip6 and d.udp (the tree renderer prints
+	// them). Otherwise those headers are read by hand (netfast.go).
+	layersNet bool
 }
 
 // NewDecoder returns a Decoder configured by opts.
@@ -162,18 +167,35 @@ func (d *Decoder) dissectLink(link layers.LinkType, data []byte, p *pkt) bool {
 }
 
 func (d *Decoder) dissectEthernet(data []byte, p *pkt) bool {
-	if d.eth.DecodeFromBytes(data, gopacket.NilDecodeFeedback) != nil {
+	if d.layersNet {
+		if d.eth.DecodeFromBytes(data, gopacket.NilDecodeFeedback) != nil {
+			return false
+		}
+		return d.dissectEtherType(d.eth.EthernetType, d.eth.Payload, p)
+	}
+	if len(data) < 14 {
 		return false
 	}
-	return d.dissectEtherType(d.eth.EthernetType, d.eth.Payload, p)
+	// gopacket turns a type below 0x600 (an 802.3 length) into LLC; either
+	// way it is not IP, so the raw value serves.
+	return d.dissectEtherType(layers.EthernetType(binary.BigEndian.Uint16(data[12:])), data[14:], p)
 }
 
 func (d *Decoder) dissectEtherType(et layers.EthernetType, b []byte, p *pkt) bool {
 	for i := 0; i < 2 && (et == layers.EthernetTypeDot1Q || et == layers.EthernetTypeQinQ); i++ {
-		if d.vlan.DecodeFromBytes(b, gopacket.NilDecodeFeedback) != nil {
+		if d.layersNet {
+			if d.vlan.DecodeFromBytes(b, gopacket.NilDecodeFeedback) != nil {
+				return false
+			}
+			et, b = d.vlan.Type, d.vlan.Payload
+			continue
+		}
+		// A tag whose type is an 802.3 length ends the walk below as not
+		// IP, so the length gopacket trims the payload to never matters.
+		if len(b) < 4 {
 			return false
 		}
-		et, b = d.vlan.Type, d.vlan.Payload
+		et, b = layers.EthernetType(binary.BigEndian.Uint16(b[2:])), b[4:]
 	}
 	switch et {
 	case layers.EthernetTypeIPv4, layers.EthernetTypeIPv6:
@@ -188,34 +210,24 @@ func (d *Decoder) dissectIP(b []byte, p *pkt) bool {
 		return false
 	}
 	var proto layers.IPProtocol
+	var ok bool
 	switch b[0] >> 4 {
 	case 4:
-		if d.ip4.DecodeFromBytes(b, gopacket.NilDecodeFeedback) != nil {
-			return false
+		if d.layersNet {
+			proto, ok = d.ip4Layers(b, p)
+		} else {
+			proto, ok = ip4Header(b, p)
 		}
-		p.flow.IPVersion = 4
-		copy(p.flow.Src[:4], d.ip4.SrcIP.To4())
-		copy(p.flow.Dst[:4], d.ip4.DstIP.To4())
-		p.dscp = d.ip4.TOS >> 2
-		proto = d.ip4.Protocol
-		p.l4 = d.ip4.Payload
-		p.l3payload = int(d.ip4.Length) - int(d.ip4.IHL)*4
 	case 6:
-		if d.ip6.DecodeFromBytes(b, gopacket.NilDecodeFeedback) != nil {
-			return false
+		// A hop-by-hop header (next header 0) brings jumbograms and
+		// option rules that are left to gopacket.
+		if d.layersNet || len(b) >= 40 && b[6] == byte(layers.IPProtocolIPv6HopByHop) {
+			proto, ok = d.ip6Layers(b, p)
+		} else {
+			proto, ok = ip6Header(b, p)
 		}
-		p.flow.IPVersion = 6
-		copy(p.flow.Src[:], d.ip6.SrcIP.To16())
-		copy(p.flow.Dst[:], d.ip6.DstIP.To16())
-		p.dscp = d.ip6.TrafficClass >> 2
-		proto = d.ip6.NextHeader
-		p.l4 = d.ip6.Payload
-		p.l3payload = int(d.ip6.Length)
-		if d.ip6.HopByHop != nil {
-			proto = d.ip6.HopByHop.NextHeader
-			p.l3payload -= len(d.ip6.HopByHop.Contents)
-		}
-	default:
+	}
+	if !ok {
 		return false
 	}
 	if p.l3payload < 0 || p.l3payload > 0xFFFF {
@@ -235,18 +247,61 @@ func (d *Decoder) dissectIP(b []byte, p *pkt) bool {
 	case layers.IPProtocolTCP:
 		return d.dissectTCP(p)
 	case layers.IPProtocolUDP:
-		if d.udp.DecodeFromBytes(p.l4, gopacket.NilDecodeFeedback) != nil {
-			return true // flow without ports
+		if d.layersNet {
+			d.udpLayers(p)
+		} else {
+			udpHeader(p)
 		}
-		p.udp = true
-		p.flow.SrcPort, p.flow.DstPort = uint16(d.udp.SrcPort), uint16(d.udp.DstPort)
-		p.l4payload = d.udp.Payload
-		if n := int(d.udp.Length) - 8; n >= 0 && n <= p.l3payload {
-			p.l3payload = n + 8
-		}
-		p.l3payload -= 8
 	}
 	return true
+}
+
+// ip4Layers is ip4Header through gopacket's layers.IPv4 (left in d.ip4).
+func (d *Decoder) ip4Layers(b []byte, p *pkt) (layers.IPProtocol, bool) {
+	if d.ip4.DecodeFromBytes(b, gopacket.NilDecodeFeedback) != nil {
+		return 0, false
+	}
+	p.flow.IPVersion = 4
+	copy(p.flow.Src[:4], d.ip4.SrcIP.To4())
+	copy(p.flow.Dst[:4], d.ip4.DstIP.To4())
+	p.dscp = d.ip4.TOS >> 2
+	p.l4 = d.ip4.Payload
+	p.l3payload = int(d.ip4.Length) - int(d.ip4.IHL)*4
+	return d.ip4.Protocol, true
+}
+
+// ip6Layers is ip6Header through gopacket's layers.IPv6 (left in d.ip6),
+// hop-by-hop header included.
+func (d *Decoder) ip6Layers(b []byte, p *pkt) (layers.IPProtocol, bool) {
+	if d.ip6.DecodeFromBytes(b, gopacket.NilDecodeFeedback) != nil {
+		return 0, false
+	}
+	p.flow.IPVersion = 6
+	copy(p.flow.Src[:], d.ip6.SrcIP.To16())
+	copy(p.flow.Dst[:], d.ip6.DstIP.To16())
+	p.dscp = d.ip6.TrafficClass >> 2
+	proto := d.ip6.NextHeader
+	p.l4 = d.ip6.Payload
+	p.l3payload = int(d.ip6.Length)
+	if d.ip6.HopByHop != nil {
+		proto = d.ip6.HopByHop.NextHeader
+		p.l3payload -= len(d.ip6.HopByHop.Contents)
+	}
+	return proto, true
+}
+
+// udpLayers is udpHeader through gopacket's layers.UDP (left in d.udp).
+func (d *Decoder) udpLayers(p *pkt) {
+	if d.udp.DecodeFromBytes(p.l4, gopacket.NilDecodeFeedback) != nil {
+		return // flow without ports
+	}
+	p.udp = true
+	p.flow.SrcPort, p.flow.DstPort = uint16(d.udp.SrcPort), uint16(d.udp.DstPort)
+	p.l4payload = d.udp.Payload
+	if n := int(d.udp.Length) - 8; n >= 0 && n <= p.l3payload {
+		p.l3payload = n + 8
+	}
+	p.l3payload -= 8
 }
 
 // dissectTCP reads the TCP header and looks for the request tag among its

@@ -17,7 +17,10 @@
 //     only when dst lacks capacity and are safe for concurrent use.
 //   - Decoder turns one captured packet into Records with no allocation per
 //     packet. A Record is a plain value that owns no memory. One Decoder per
-//     goroutine.
+//     goroutine. On the Records path it reads the Ethernet, 802.1Q, IPv4,
+//     IPv6, UDP and TCP headers itself, rule for rule as gopacket's layers
+//     do (fuzz targets hold the two equal); the tree renderer and rare
+//     headers (IPv6 hop-by-hop, MPTCP) still go through gopacket.
 //   - RecordReader streams Records out of a trace opened with the capture
 //     package.
 //   - Summary, WriteTree and PacketJSON render packets for people and

@@ -227,8 +227,8 @@ func dropReasonText(r *Record) string {
 // for concurrent use with other calls on d.
 func (d *Decoder) WriteTree(w io.Writer, link layers.LinkType, data []byte) error {
 	t := &tree{w: w}
-	d.layersTCP = true // the tree prints d.tcp
-	defer func() { d.layersTCP = false }()
+	d.layersTCP, d.layersNet = true, true // the tree prints d.tcp, d.ip4, d.ip6, d.udp
+	defer func() { d.layersTCP, d.layersNet = false, false }()
 	d.treeLink(t, link, data)
 	return t.err
 }
