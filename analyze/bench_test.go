@@ -8,12 +8,14 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/bufscope/bufscope/capture"
 	"github.com/bufscope/bufscope/decode"
+	"github.com/bufscope/bufscope/internal/hugepage"
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 )
@@ -237,6 +239,16 @@ func benchFile(b *testing.B, n int) string {
 	return path
 }
 
+var hugepageOnce sync.Once
+
+// adviseHugepages does what bufscope analyze does at its start (unless
+// BUFSCOPE_HUGEPAGES=0), so that the benchmarks measure what it runs.
+func adviseHugepages() {
+	if os.Getenv("BUFSCOPE_HUGEPAGES") != "0" {
+		hugepageOnce.Do(func() { _ = hugepage.Advise(256 << 20) })
+	}
+}
+
 // BenchmarkRun measures records per second end to end: read, decompress,
 // decode in parallel, analyze.
 func BenchmarkRun(b *testing.B) { benchRun(b, benchFile(b, 200_000)) }
@@ -254,6 +266,7 @@ func benchFileArg(b *testing.B) string {
 }
 
 func benchRun(b *testing.B, path string) {
+	adviseHugepages()
 	var recs int64
 	cpu0 := cpuTime()
 	for b.Loop() {
@@ -273,6 +286,7 @@ func BenchmarkFeed(b *testing.B) { benchFeed(b, benchFile(b, 200_000)) }
 func BenchmarkFeedFile(b *testing.B) { benchFeed(b, benchFileArg(b)) }
 
 func benchFeed(b *testing.B, path string) {
+	adviseHugepages()
 	recs, topo := traceRecords(b, path)
 	cpu0 := cpuTime()
 	for b.Loop() {
