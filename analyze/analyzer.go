@@ -381,6 +381,9 @@ func (m *message) rebase(seq uint32, length uint32) {
 		s := &m.segs[i]
 		s.off += d
 		m.segEnd = max(m.segEnd, s.off+s.n)
+		if !m.inOrder(i, *s) {
+			m.segsUnordered = true // the shift can carry an end past 2^32
+		}
 	}
 	m.hi += d
 	m.start, m.length = seq, length

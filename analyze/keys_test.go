@@ -64,9 +64,9 @@ func (a *Analyzer) keysInSync() error {
 			for _, s := range m.segs {
 				end = max(end, s.off+s.n)
 			}
-			for j := 1; j < len(m.segs) && !m.segsUnordered; j++ {
-				if p := m.segs[j-1]; m.segs[j].off < p.off+p.n {
-					return fmt.Errorf("direction %v, message %d: segments %d and %d out of order, not so marked", f, i, j-1, j)
+			for j := 0; j < len(m.segs) && !m.segsUnordered; j++ {
+				if !m.inOrder(j, m.segs[j]) {
+					return fmt.Errorf("direction %v, message %d: segment %d out of order or wrapping, not so marked", f, i, j)
 				}
 			}
 			if m.segEnd != end {

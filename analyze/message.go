@@ -298,11 +298,22 @@ func (m *message) segment(o *obs, off, n uint32) bool {
 
 // appendSeg adds s to segs, keeping segEnd and segsUnordered.
 func (m *message) appendSeg(s segObs) {
-	if n := len(m.segs); n > 0 && s.off < m.segs[n-1].off+m.segs[n-1].n {
+	if !m.inOrder(len(m.segs), s) {
 		m.segsUnordered = true
 	}
 	m.segs = append(m.segs, s)
 	m.segEnd = max(m.segEnd, s.off+s.n)
+}
+
+// inOrder says whether s may follow segs[:i] in ascending order: it
+// starts at or after the end of segs[i-1], and its own end does not wrap
+// past 2^32 (bytes before the message's start have offsets up there), so
+// that the ends ascend too, as segment's binary search needs.
+func (m *message) inOrder(i int, s segObs) bool {
+	if s.off+s.n < s.off {
+		return false
+	}
+	return i == 0 || s.off >= m.segs[i-1].off+m.segs[i-1].n
 }
 
 // absorb takes over the observations of x, an inferred message that turned
