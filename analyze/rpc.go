@@ -275,19 +275,18 @@ func (a *Analyzer) chain(r *RPC, out []Element) []Element {
 func (a *Analyzer) direction(out []Element, dir string, m *message) []Element {
 	// The message is being finalized: its own slice can be reordered.
 	bufs := m.bufs
-	switch {
-	case slices.IsSortedFunc(bufs, func(x, y bufObs) int { return cmp.Compare(x.first, y.first) }):
-		// Laid out before (name lays out again what finalize did).
-	case len(bufs) <= 12:
+	if len(bufs) <= 12 {
 		// What slices.SortFunc does for up to 12 elements (the same
 		// order, ties included), without copying two 150-byte values
-		// into the comparison function at every step.
+		// into the comparison function at every step; on bufs already
+		// in order (name lays out again what finalize did) it only
+		// compares.
 		for i := 1; i < len(bufs); i++ {
 			for j := i; j > 0 && bufs[j].first < bufs[j-1].first; j-- {
 				bufs[j], bufs[j-1] = bufs[j-1], bufs[j]
 			}
 		}
-	default:
+	} else if !firstsAscend(bufs) {
 		slices.SortFunc(bufs, func(x, y bufObs) int { return cmp.Compare(x.first, y.first) })
 	}
 	var held int64
@@ -323,6 +322,16 @@ func (a *Analyzer) direction(out []Element, dir string, m *message) []Element {
 	wire := max(0, transfer-held-rtx)
 	id := BufferID{Kind: ElemWire}
 	return append(out, Element{Dir: dir, Kind: id.Kind.String(), Buffer: "wire", Time: wire, Start: m.firstOut, End: m.lastIn, id: id})
+}
+
+// firstsAscend says whether bufs are in the order direction lays them out.
+func firstsAscend(bufs []bufObs) bool {
+	for i := 1; i < len(bufs); i++ {
+		if bufs[i].first < bufs[i-1].first {
+			return false
+		}
+	}
+	return true
 }
 
 func consequences(req, resp *message) []Consequence {
