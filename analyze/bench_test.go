@@ -245,7 +245,7 @@ var hugepageOnce sync.Once
 // BUFSCOPE_HUGEPAGES=0), so that the benchmarks measure what it runs.
 func adviseHugepages() {
 	if os.Getenv("BUFSCOPE_HUGEPAGES") != "0" {
-		hugepageOnce.Do(func() { _ = hugepage.Advise(256 << 20) })
+		hugepageOnce.Do(func() { _ = hugepage.Advise(HugepageHeap) })
 	}
 }
 

@@ -27,6 +27,12 @@ type RunOptions struct {
 
 const batchPackets = 512
 
+// HugepageHeap is how much heap bufscope analyze asks transparent huge
+// pages for (internal/hugepage): more than the analysis of the large lab
+// trace holds at its peak. It is address space only: no page is touched
+// until the allocator uses it.
+const HugepageHeap = 256 << 20
+
 type pktRef struct {
 	ts       int64
 	iface    int
@@ -51,11 +57,17 @@ type batch struct {
 // before the damage together with the error, which names the file and
 // offset.
 func Run(ctx context.Context, files []string, ro RunOptions, opts Options) (*Result, error) {
-	ro.Workers = decoders(ro.Workers)
+	if ro.Workers <= 0 {
+		// The analyzer's goroutine keeps one CPU busy and the capture
+		// reader decompresses on the others: one decoder fewer than CPUs
+		// measured faster than one per CPU on 2 cores (docs/performance.md).
+		ro.Workers = max(1, runtime.GOMAXPROCS(0)-1)
+	}
 	if ro.Workers == 1 && runtime.GOMAXPROCS(0) <= 2 && ro.Reader.Workers == 0 && len(files) == 1 {
-		// The analyzer's goroutine keeps one CPU busy; reading,
-		// decompressing and decoding all on the other goroutine leaves
-		// the two no one to take turns with (docs/performance.md).
+		// One goroutine reads, decompresses and decodes, the analyzer's
+		// is the other: two busy goroutines for two CPUs, and each frame
+		// is parsed while it is still in the cache it was decompressed
+		// into (3 % less CPU, docs/performance.md).
 		ro.Reader.Inline = true
 	}
 	readers := make([]*capture.Reader, 0, len(files))
@@ -89,17 +101,6 @@ func Run(ctx context.Context, files []string, ro RunOptions, opts Options) (*Res
 	return res, err
 }
 
-// decoders returns the number of decoding goroutines for RunOptions.Workers.
-func decoders(workers int) int {
-	if workers <= 0 {
-		// The analyzer's goroutine keeps one CPU busy and the capture
-		// reader decompresses on the others: one decoder fewer than CPUs
-		// measured faster than one per CPU on 2 cores (docs/performance.md).
-		workers = max(1, runtime.GOMAXPROCS(0)-1)
-	}
-	return workers
-}
-
 // packetSource is a capture.Reader or a capture.Merged.
 type packetSource interface {
 	NextData() (ns int64, iface int, data []byte, err error)
@@ -107,7 +108,7 @@ type packetSource interface {
 }
 
 func (a *Analyzer) feedMerged(ctx context.Context, src packetSource, ro RunOptions) error {
-	workers := decoders(ro.Workers)
+	workers := ro.Workers // at least 1: Run sets the default
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// Batches in flight: enough that the analyzer's goroutine rarely

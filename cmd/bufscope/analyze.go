@@ -13,11 +13,6 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// heapAdvice is how much heap analyze asks huge pages for: more than the
-// large lab trace's analysis holds at its peak. It is address space only:
-// no page is touched until the allocator uses it.
-const heapAdvice = 256 << 20
-
 type analyzeOptions struct {
 	IO         ioStreams
 	Files      []string
@@ -107,7 +102,7 @@ func runAnalyze(ctx context.Context, o *analyzeOptions) error {
 	if os.Getenv("BUFSCOPE_HUGEPAGES") != "0" {
 		// The analysis holds about 100 MB of heap on the large lab trace
 		// (docs/performance.md); a refusal only costs speed.
-		_ = hugepage.Advise(heapAdvice)
+		_ = hugepage.Advise(analyze.HugepageHeap)
 	}
 	if err := o.validate(); err != nil {
 		return err
