@@ -15,9 +15,10 @@ package hugepage
 // Advise maps at least size bytes of Go heap, asks the kernel to back
 // them with transparent huge pages, and frees them for the allocator to
 // reuse. It does nothing where huge pages cannot be asked for (other
-// systems; THP set to "never" makes the request a no-op), and it touches
-// none of the memory, so the resident size does not grow. The heap the
-// program grows beyond size gets ordinary pages.
+// systems; THP set to "never" makes the request a no-op). It touches none
+// of the memory itself; what the program then uses is faulted in 2 MiB at
+// a time, which adds a few MiB to a small heap's resident size. The heap
+// the program grows beyond size gets ordinary pages.
 //
 // It allocates and runs a garbage collection: call it once, early.
 func Advise(size int) error { return advise(size) }
