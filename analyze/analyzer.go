@@ -55,6 +55,8 @@ type Analyzer struct {
 	drained  []*bufState // the buffers in buffers that have a drainState (closeTrace)
 	expired  []*rpc      // scratch for maintain
 	chainBuf []Element   // scratch for finalize
+	bl       *baseliner  // feeds the class baselines on a worker (baselines.go), or nil
+	blBatch  []*RPC      // finalized RPCs not yet handed to bl
 	born     uint64      // RPCs created so far: rpc.born
 	swept    int64       // trace time of the last full sweep
 	nodes    map[netip.Addr]uint32
@@ -531,6 +533,7 @@ func (a *Analyzer) maintain(final bool) {
 	}
 	clear(a.settling[len(keep):])
 	a.settling = keep
+	a.sendBaselines()
 	// The sweeps below walk every open RPC, connection, trace and buffer:
 	// done every 50 ms of trace time, they cost little per record and
 	// still evict within a small fraction of the window.
@@ -549,6 +552,9 @@ func (a *Analyzer) maintain(final bool) {
 		expired[i] = nil
 	}
 	a.expired = expired[:0]
+	// Judging reads the baselines: they must hold every RPC finalized so
+	// far, as they would had finalize fed them itself.
+	a.waitBaselines()
 	clear(a.hcache[:])
 	for f, h := range a.halves {
 		if final || (h.last+window <= a.now && len(h.msgs) == 0) {
@@ -604,6 +610,7 @@ func (a *Analyzer) closeTraces(final bool) {
 // The Analyzer must not be fed afterwards.
 func (a *Analyzer) Finish() *Result {
 	a.maintain(true)
+	a.stopBaseliner()
 	sort.SliceStable(a.rlas, func(i, j int) bool {
 		if a.rlas[i].Excess != a.rlas[j].Excess {
 			return a.rlas[i].Excess > a.rlas[j].Excess

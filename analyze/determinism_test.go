@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -47,6 +48,40 @@ func TestRunIsDeterministic(t *testing.T) {
 					t.Fatalf("run %d (%d decoders) differs from the first (1 decoder): %d vs %d bytes of JSON; set BUFSCOPE_DETERMINISM_DIR to keep both",
 						i+2, workers, len(got), len(want))
 				}
+			}
+		})
+	}
+}
+
+// TestBaselinerKeepsResults analyzes every lab fixture through Run, which
+// on more than one CPU feeds the class baselines on a worker goroutine
+// (baselines.go), and through Feed on one goroutine, and requires the same
+// JSON: the worker must feed the classes in finalize order and be caught
+// up whenever a request is judged. Under -race it also checks that the
+// worker shares nothing with the analyzer between two sweeps.
+func TestBaselinerKeepsResults(t *testing.T) {
+	if runtime.GOMAXPROCS(0) < 2 {
+		t.Skip("GOMAXPROCS is 1: Run feeds the baselines itself, and there is nothing to compare")
+	}
+	for _, f := range labFixtures(t) {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			opts := Options{SLO: 20 * time.Millisecond}
+			res, err := Run(context.Background(), []string{f}, RunOptions{}, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			recs, topo := traceRecords(t, f)
+			opts.Topology = topo
+			a := New(opts)
+			for i := range recs {
+				a.Feed(&recs[i])
+			}
+			serial := a.Finish()
+			serial.Inputs = res.Inputs
+			got, _ := json.Marshal(res)
+			want, _ := json.Marshal(serial)
+			if !bytes.Equal(got, want) {
+				t.Fatalf("Run with the baseline worker and Feed without it differ: %d vs %d bytes of JSON", len(got), len(want))
 			}
 		})
 	}

@@ -195,22 +195,18 @@ func (a *Analyzer) finalize(p *rpc) {
 	server := netip.AddrPortFrom(f.DstAddr(), f.DstPort)
 	r.cls = classKey{server: server, bucket: int8(bits.Len32(size))}
 	r.coarseK = classKey{server: server, bucket: -1}
-	// The chain feeds the class baselines now; an RPC that is reported
-	// lays it out again when it is named, from the same messages (none of
-	// which changes once detached). Most never are: laying it out aside
-	// keeps the writes off each RPC's cold storage.
+	// The chain feeds the class baselines (baselines.go); an RPC that is
+	// reported lays it out again when it is named, from the same messages
+	// (none of which changes once detached). Most never are: laying it out
+	// aside keeps the writes off each RPC's cold storage.
 	r.req, r.resp = req, resp
-	chain := a.chain(r, a.chainBuf[:0])
 	r.Effects = consequences(req, resp)
 	if r.Incomplete {
 		a.stats.Incomplete++
 	} else {
 		r.clsC, r.coarseC = a.classesOf(req.hc, r.cls)
-		r.clsC.add(r, chain)
-		r.coarseC.add(r, chain)
+		a.baselines(r)
 	}
-	clear(chain) // no evidence pointers left behind in the scratch
-	a.chainBuf = chain[:0]
 	g := a.addToTrace(p, r)
 	// The group owns the messages its chains point into (Element.ev) if
 	// no other RPC ever held them.

@@ -87,6 +87,9 @@ func Run(ctx context.Context, files []string, ro RunOptions, opts Options) (*Res
 		}
 	}
 	a := New(opts)
+	if runtime.GOMAXPROCS(0) > 1 {
+		a.startBaseliner() // baselines.go; Finish stops it
+	}
 	// One file needs no merge heap. (Merge reads each reader's first
 	// packet at once, so it is only built when used.)
 	var src packetSource
