@@ -55,8 +55,9 @@ type Analyzer struct {
 	drained  []*bufState // the buffers in buffers that have a drainState (closeTrace)
 	expired  []*rpc      // scratch for maintain
 	chainBuf []Element   // scratch for finalize
-	bl       *baseliner  // feeds the class baselines on a worker (baselines.go), or nil
+	bl       *baseliner  // feeds the class baselines off this goroutine (baselines.go), or nil
 	blBatch  []*RPC      // finalized RPCs not yet handed to bl
+	warmed   int64       // what run.go's warm loaded, kept so it loads
 	born     uint64      // RPCs created so far: rpc.born
 	swept    int64       // trace time of the last full sweep
 	nodes    map[netip.Addr]uint32

@@ -54,11 +54,13 @@ func TestRunIsDeterministic(t *testing.T) {
 }
 
 // TestBaselinerKeepsResults analyzes every lab fixture through Run, which
-// on more than one CPU feeds the class baselines on a worker goroutine
-// (baselines.go), and through Feed on one goroutine, and requires the same
-// JSON: the worker must feed the classes in finalize order and be caught
-// up whenever a request is judged. Under -race it also checks that the
-// worker shares nothing with the analyzer between two sweeps.
+// on more than one CPU feeds the class baselines off the analyzer's
+// goroutine (baselines.go), and through Feed on one goroutine, and
+// requires the same JSON: the baselines must be fed in finalize order and
+// be caught up whenever a request is judged. Run is tried with one
+// decoder, where the reading goroutine feeds them, and with two, where a
+// goroutine of their own does. Under -race it also checks that neither
+// shares anything with the analyzer between two sweeps.
 func TestBaselinerKeepsResults(t *testing.T) {
 	if runtime.GOMAXPROCS(0) < 2 {
 		t.Skip("GOMAXPROCS is 1: Run feeds the baselines itself, and there is nothing to compare")
@@ -66,22 +68,25 @@ func TestBaselinerKeepsResults(t *testing.T) {
 	for _, f := range labFixtures(t) {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			opts := Options{SLO: 20 * time.Millisecond}
-			res, err := Run(context.Background(), []string{f}, RunOptions{}, opts)
-			if err != nil {
-				t.Fatal(err)
-			}
 			recs, topo := traceRecords(t, f)
-			opts.Topology = topo
-			a := New(opts)
+			serialOpts := opts
+			serialOpts.Topology = topo
+			a := New(serialOpts)
 			for i := range recs {
 				a.Feed(&recs[i])
 			}
 			serial := a.Finish()
-			serial.Inputs = res.Inputs
-			got, _ := json.Marshal(res)
-			want, _ := json.Marshal(serial)
-			if !bytes.Equal(got, want) {
-				t.Fatalf("Run with the baseline worker and Feed without it differ: %d vs %d bytes of JSON", len(got), len(want))
+			for _, workers := range []int{1, 2} {
+				res, err := Run(context.Background(), []string{f}, RunOptions{Workers: workers}, opts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				serial.Inputs = res.Inputs
+				got, _ := json.Marshal(res)
+				want, _ := json.Marshal(serial)
+				if !bytes.Equal(got, want) {
+					t.Fatalf("Run with %d decoders and Feed on one goroutine differ: %d vs %d bytes of JSON", workers, len(got), len(want))
+				}
 			}
 		})
 	}

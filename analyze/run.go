@@ -89,7 +89,9 @@ func Run(ctx context.Context, files []string, ro RunOptions, opts Options) (*Res
 	}
 	a := New(opts)
 	if runtime.GOMAXPROCS(0) > 1 {
-		a.startBaseliner() // baselines.go; Finish stops it
+		// baselines.go; Finish stops it. One decoder decodes on the
+		// reading goroutine, which also feeds the baselines.
+		a.startBaseliner(ro.Workers > 1)
 	}
 	// One file needs no merge heap. (Merge reads each reader's first
 	// packet at once, so it is only built when used.)
@@ -132,9 +134,13 @@ func (a *Analyzer) feedMerged(ctx context.Context, src packetSource, ro RunOptio
 		// the reader's buffer: copying every packet into a batch for one
 		// other goroutine cost more CPU than it saved, and on 2 CPUs the
 		// analyzer's goroutine is the one that needs the second CPU.
+		var ch chores
+		if b := a.bl; b != nil {
+			ch = chores{wake: b.wake, do: func() { b.serve(a) }}
+		}
 		go func() {
 			defer close(done)
-			readErr = readDecode(ctx, src, decode.NewDecoder(ro.Decoder), free, done)
+			readErr = readDecode(ctx, src, decode.NewDecoder(ro.Decoder), free, done, ch)
 		}()
 	} else {
 		todo := make(chan *batch, 2*workers)
@@ -176,6 +182,7 @@ func (a *Analyzer) feedMerged(ctx context.Context, src packetSource, ro RunOptio
 			}
 			delete(pending, next)
 			next++
+			a.warmed += warm(nb.recs)
 			for i := range nb.recs {
 				a.Feed(&nb.recs[i])
 			}
@@ -199,11 +206,29 @@ func (a *Analyzer) feedMerged(ctx context.Context, src packetSource, ro RunOptio
 	return nil
 }
 
+// warm loads the first two cache lines of every Record in recs, which
+// the decoding goroutine wrote on the other CPU, before the Analyzer reads
+// them one by one: the loads do not depend on each other, so the CPU has
+// many in flight at once, where the Analyzer, reading a Record's fields as
+// it needs them, waited for each line in turn (8 % of a run on 2 CPUs,
+// docs/performance.md). Those two lines hold every field a data segment
+// fills (decode.Record); a report's further lines are left to the
+// Analyzer. It returns a sum of what it loaded, for the caller to keep, so
+// that the loads are not optimized away.
+func warm(recs []decode.Record) int64 {
+	var s int64
+	for i := range recs {
+		r := &recs[i]
+		s += r.Time + int64(r.Flow.DstPort)
+	}
+	return s
+}
+
 // readDecode decodes packets into batches of Records on the reader's
 // goroutine: the packet data is used before the next call to Next reuses
 // it, and Records own no memory, so nothing is copied.
-func readDecode(ctx context.Context, src packetSource, d *decode.Decoder, free <-chan *batch, done chan<- *batch) error {
-	return readInto(ctx, src, free, done, func(b *batch) {
+func readDecode(ctx context.Context, src packetSource, d *decode.Decoder, free <-chan *batch, done chan<- *batch, ch chores) error {
+	return readInto(ctx, src, free, done, ch, func(b *batch) {
 		b.recs, b.packets = b.recs[:0], 0
 	}, func(b *batch, ns int64, iface int, data []byte, link layers.LinkType) {
 		b.recs = d.Records(ns, iface, link, data, b.recs)
@@ -214,7 +239,7 @@ func readDecode(ctx context.Context, src packetSource, d *decode.Decoder, free <
 // readBatches copies packets into batches: the capture reader's buffers
 // are reused on the next call, and decoders run later on other goroutines.
 func readBatches(ctx context.Context, src packetSource, free <-chan *batch, todo chan<- *batch) error {
-	return readInto(ctx, src, free, todo, func(b *batch) {
+	return readInto(ctx, src, free, todo, chores{}, func(b *batch) {
 		b.data, b.pkts, b.packets = b.data[:0], b.pkts[:0], 0
 	}, func(b *batch, ns int64, iface int, data []byte, link layers.LinkType) {
 		off := len(b.data)
@@ -224,12 +249,20 @@ func readBatches(ctx context.Context, src packetSource, free <-chan *batch, todo
 	})
 }
 
+// chores is other work the reading goroutine does between two batches,
+// and whenever it waits for a free one: do, when wake has a token or when
+// a batch is sent. The zero chores is none.
+type chores struct {
+	wake <-chan struct{}
+	do   func()
+}
+
 // readInto reads every packet of src into batches taken from free, in
 // order (each batch numbered), and sends each full batch, and the last
 // one, to out. reset empties a batch taken from free; add puts one packet
 // into it (counting it in b.packets) before the next call to Next reuses
-// the packet's data.
-func readInto(ctx context.Context, src packetSource, free <-chan *batch, out chan<- *batch,
+// the packet's data. Between batches it does ch.
+func readInto(ctx context.Context, src packetSource, free <-chan *batch, out chan<- *batch, ch chores,
 	reset func(*batch), add func(b *batch, ns int64, iface int, data []byte, link layers.LinkType)) error {
 	seq := 0
 	var b *batch
@@ -246,6 +279,9 @@ func readInto(ctx context.Context, src packetSource, free <-chan *batch, out cha
 			return false
 		}
 		b = nil
+		if ch.do != nil {
+			ch.do()
+		}
 		return true
 	}
 	for {
@@ -258,10 +294,14 @@ func readInto(ctx context.Context, src packetSource, free <-chan *batch, out cha
 			return fmt.Errorf("%w (the analysis covers the packets before it)", err)
 		}
 		if b == nil {
-			select {
-			case b = <-free:
-			case <-ctx.Done():
-				return ctx.Err()
+			for b == nil {
+				select {
+				case b = <-free:
+				case <-ch.wake: // nil without chores: never ready
+					ch.do()
+				case <-ctx.Done():
+					return ctx.Err()
+				}
 			}
 			reset(b)
 			b.seq = seq

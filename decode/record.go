@@ -121,10 +121,31 @@ const (
 // Zero means "not reported" for optional numeric fields; Has* flags mark the
 // groups where zero is a real value.
 type Record struct {
+	// The fields a captured data segment fills come first: with them in
+	// the first two cache lines, the analyzer, which reads Records another
+	// CPU wrote, loads two lines of such a Record instead of three.
 	Time      int64 // capture time, ns since the Unix epoch
 	Interface int   // capture interface (pcapng interface id)
 	Kind      RecordKind
 	Source    Source
+
+	// The packet (the captured one, or a report's inner packet).
+	HasFlow bool
+	// HasTag: the segment carries a request tag (Tag).
+	HasTag bool
+	// HasDSACK: the segment's first SACK block lies below its cumulative
+	// ACK (RFC 2883): the receiver got the bytes from DSACKLeft twice, so
+	// a retransmission of them was spurious.
+	HasDSACK   bool
+	DSCP       uint8
+	TCPFlags   uint16
+	TCPSeq     uint32
+	TCPAck     uint32
+	PayloadLen uint32 // L4 payload bytes by the IP length fields (INT bytes excluded)
+	Window     uint16 // raw, unscaled
+	Flow       Flow
+	DSACKLeft  uint32 // the packet's D-SACK block's left edge, if HasDSACK
+	Tag        RequestTag
 
 	// Observation point.
 	HasNode     bool
@@ -140,30 +161,12 @@ type Record struct {
 	IngressPort uint32
 	EgressPort  uint32
 
-	// The packet (the captured one, or a report's inner packet).
-	HasFlow    bool
-	Flow       Flow
-	DSCP       uint8
-	TCPSeq     uint32
-	TCPAck     uint32
-	PayloadLen uint32 // L4 payload bytes by the IP length fields (INT bytes excluded)
-	TCPFlags   uint16
-	Window     uint16 // raw, unscaled
-	// HasDSACK: the segment's first SACK block lies below its cumulative
-	// ACK (RFC 2883): the receiver got the bytes from DSACKLeft twice, so
-	// a retransmission of them was spurious. (DSACKLeft sits further down
-	// only to keep a Record at 256 bytes.)
-	HasDSACK bool
-	HasTag   bool
-	Tag      RequestTag
-
 	// Buffer state.
 	Occupancy        uint32 // bytes (host) or the switch's unit (cells/bytes)
 	Capacity         uint32
 	OccupancyPackets uint32
 	CapacityPackets  uint32
 	Latency          uint32 // ns in the buffer (hop latency / residence)
-	DSACKLeft        uint32 // the packet's D-SACK block's left edge, if HasDSACK
 	IngressTS        uint64 // as reported: ns, 64 bits in v2 / INT v2; 32-bit counters in older formats
 	EgressTS         uint64
 	HasDropReason    bool
