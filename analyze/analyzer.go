@@ -2,6 +2,7 @@ package analyze
 
 import (
 	"cmp"
+	"math"
 	"net/netip"
 	"slices"
 	"sort"
@@ -50,6 +51,7 @@ type Analyzer struct {
 	traceQ  []*traceGroup // the open traces in opening order (closeTraces)
 
 	settling []settlingRPC
+	earliest int64       // the earliest doneAt in settling, if any
 	live     []liveRPC   // the RPCs put in rpcs, unordered (expire)
 	gone     []*rpc      // RPCs finalized since the last sweep
 	drained  []*bufState // the buffers in buffers that have a drainState (closeTrace)
@@ -524,16 +526,21 @@ func (a *Analyzer) adopt(m *message, at int64) {
 // older than the window. final finalizes everything (end of input).
 func (a *Analyzer) maintain(final bool) {
 	settle, window := int64(a.opts.Settle), int64(a.opts.Window)
-	keep := a.settling[:0]
-	for _, s := range a.settling {
-		if final || s.doneAt+settle <= a.now {
-			a.finalize(s.p)
-		} else {
-			keep = append(keep, s)
+	// The list is read only when its earliest completion has settled.
+	if final || len(a.settling) > 0 && a.earliest+settle <= a.now {
+		keep := a.settling[:0]
+		first := int64(math.MaxInt64)
+		for _, s := range a.settling {
+			if final || s.doneAt+settle <= a.now {
+				a.finalize(s.p)
+			} else {
+				keep = append(keep, s)
+				first = min(first, s.doneAt)
+			}
 		}
+		clear(a.settling[len(keep):])
+		a.settling, a.earliest = keep, first
 	}
-	clear(a.settling[len(keep):])
-	a.settling = keep
 	a.sendBaselines()
 	// The sweeps below walk every open RPC, connection, trace and buffer:
 	// done every 50 ms of trace time, they cost little per record and

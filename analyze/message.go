@@ -42,13 +42,12 @@ func (o *obs) event() decode.EventKind {
 // pointOf).
 const capturePoint = 1 << 63
 
-// segObs remembers where a message's segment was first seen, to tell a
-// retransmission (same point, same bytes, later) from the same segment
-// passing another point.
+// segObs remembers when a message's segment was first seen and at which
+// points, to tell a retransmission (same point, same bytes, later) from
+// the same segment passing another point.
 type segObs struct {
 	off, n uint32
 	at     int64
-	point  uint64
 	seen   uint16 // bit i: points[i] saw these bytes
 	rtx    bool   // seen again later at some point: retransmitted
 }
@@ -291,7 +290,7 @@ func (m *message) segment(o *obs, off, n uint32) bool {
 		if m.segs == nil {
 			m.segs = m.segs0[:0]
 		}
-		m.appendSeg(segObs{off: off, n: n, at: o.at, point: o.point, seen: bit})
+		m.appendSeg(segObs{off: off, n: n, at: o.at, seen: bit})
 	}
 	return true
 }

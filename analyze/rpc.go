@@ -117,6 +117,9 @@ func (p *rpc) done(a *Analyzer, at int64) {
 		return
 	}
 	p.doneAt = at
+	if len(a.settling) == 0 || at < a.earliest {
+		a.earliest = at
+	}
 	a.settling = append(a.settling, settlingRPC{p: p, doneAt: at})
 }
 
