@@ -151,35 +151,37 @@ func slotOf(f *decode.Flow) int {
 	return int((x * 0x9e3779b97f4a7c15) >> (64 - 8))
 }
 
-func (a *Analyzer) half(f decode.Flow, t int64) *halfConn {
-	s := &a.hcache[slotOf(&f)]
-	if c := *s; c != nil && c.flow == f {
+// half returns direction *f, created if new. f is a pointer so that a
+// Record's flow is compared where it lies, not copied first.
+func (a *Analyzer) half(f *decode.Flow, t int64) *halfConn {
+	s := &a.hcache[slotOf(f)]
+	if c := *s; c != nil && c.flow == *f {
 		c.last = t
 		return c
 	}
-	h := a.halves[f]
+	h := a.halves[*f]
 	if h == nil {
-		h = &halfConn{flow: f}
-		if rv := a.halves[reverse(f)]; rv != nil {
+		h = &halfConn{flow: *f}
+		if rv := a.halves[reverse(*f)]; rv != nil {
 			h.c = rv.c
 		} else {
 			h.c = &conn{}
 		}
-		a.halves[f] = h
+		a.halves[*f] = h
 	}
 	*s = h
 	h.last = t
 	return h
 }
 
-// lookupHalf returns the direction f if it is known, like a.halves[f],
+// lookupHalf returns direction *f if it is known, like a.halves[*f],
 // through the cache in front of it.
-func (a *Analyzer) lookupHalf(f decode.Flow) *halfConn {
-	s := &a.hcache[slotOf(&f)]
-	if c := *s; c != nil && c.flow == f {
+func (a *Analyzer) lookupHalf(f *decode.Flow) *halfConn {
+	s := &a.hcache[slotOf(f)]
+	if c := *s; c != nil && c.flow == *f {
 		return c
 	}
-	h := a.halves[f]
+	h := a.halves[*f]
 	if h != nil {
 		*s = h
 	}
@@ -211,7 +213,8 @@ func (a *Analyzer) ack(r *decode.Record) {
 	if r.TCPFlags&(decode.TCPFlagSYN|decode.TCPFlagRST|decode.TCPFlagFIN) != 0 || r.TCPFlags&decode.TCPFlagACK == 0 {
 		return
 	}
-	h := a.lookupHalf(reverse(r.Flow))
+	rf := reverse(r.Flow)
+	h := a.lookupHalf(&rf)
 	if h == nil {
 		return
 	}
@@ -238,7 +241,8 @@ func (a *Analyzer) ack(r *decode.Record) {
 // duplicate takes a D-SACK (the receiver got bytes twice) as proof that a
 // retransmission of them, in the other direction, was spurious.
 func (a *Analyzer) duplicate(r *decode.Record) {
-	h := a.lookupHalf(reverse(r.Flow))
+	rf := reverse(r.Flow)
+	h := a.lookupHalf(&rf)
 	if h == nil {
 		return
 	}
@@ -256,13 +260,13 @@ func (a *Analyzer) zeroWindow(r *decode.Record, h *halfConn) {
 	ev := evidenceOf(r, r.Time)
 	ev.Note = "zero window advertised"
 	a.condition(id, EvStall, r.Time, r.Time, 0, ev, 0)
-	a.bufferFlow(id, h.flow, r.Time, 0)
+	a.bufferFlow(id, &h.flow, r.Time, 0)
 }
 
 // segment attributes a data segment (captured or inside a report) to its
 // message and records the observation.
 func (a *Analyzer) segment(r *decode.Record, o *obs) {
-	h := a.half(r.Flow, o.at)
+	h := a.half(&r.Flow, o.at)
 	seq, n := r.TCPSeq, r.PayloadLen
 	if n > 0 {
 		end := seq + n
@@ -415,7 +419,8 @@ func (a *Analyzer) infer(h *halfConn, seq uint32, at int64) *message {
 		// No tag seen in this direction yet: the opposite of the other
 		// direction, or a request, since clients speak first.
 		kind = decode.MessageRequest
-		if rv := a.lookupHalf(reverse(h.flow)); rv != nil && rv.role == decode.MessageRequest {
+		rf := reverse(h.flow)
+		if rv := a.lookupHalf(&rf); rv != nil && rv.role == decode.MessageRequest {
 			kind = decode.MessageResponse
 		}
 		h.role = kind

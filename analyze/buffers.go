@@ -78,18 +78,18 @@ func (a *Analyzer) lookupBuffer(id BufferID) *bufState {
 	return a.buffers[id]
 }
 
-// bufferFlow notes that flow f crossed buffer id at time t, carrying n
+// bufferFlow notes that flow *f crossed buffer id at time t, carrying n
 // payload bytes.
-func (a *Analyzer) bufferFlow(id BufferID, f decode.Flow, t int64, n uint32) {
+func (a *Analyzer) bufferFlow(id BufferID, f *decode.Flow, t int64, n uint32) {
 	b := a.buffer(id)
 	b.last = max(b.last, t)
-	s := &b.fcache[slotOf(&f)&(flowSlots-1)]
+	s := &b.fcache[slotOf(f)&(flowSlots-1)]
 	fb := *s
-	if fb == nil || fb.flow != f {
-		fb = b.flows[f]
+	if fb == nil || fb.flow != *f {
+		fb = b.flows[*f]
 		if fb == nil {
-			fb = &flowAtBuf{flow: f}
-			b.flows[f] = fb
+			fb = &flowAtBuf{flow: *f}
+			b.flows[*f] = fb
 		}
 		*s = fb
 	}
@@ -133,7 +133,7 @@ func (a *Analyzer) report(r *decode.Record) {
 	a.noteReport(r, id, enter, at, ev) // sampled.go
 	a.learnNode(r, id)
 	if r.HasFlow {
-		a.bufferFlow(id, r.Flow, at, r.PayloadLen)
+		a.bufferFlow(id, &r.Flow, at, r.PayloadLen)
 		if id.Kind == ElementKind(decode.BufferSwitchEgrQ) {
 			a.pathNode(r.Flow, id, at, ev)
 		}
@@ -152,7 +152,7 @@ func (a *Analyzer) report(r *decode.Record) {
 			// capacity event of the buffer.
 			link := BufferID{Node: id.Node, Kind: ElemLink, Port: id.Port}
 			if r.HasFlow {
-				a.bufferFlow(link, r.Flow, at, 0)
+				a.bufferFlow(link, &r.Flow, at, 0)
 			}
 			a.dropAs(link, EvLoss, at, ev)
 			break
@@ -241,7 +241,7 @@ func backPressure(r *decode.Record, id BufferID) bool {
 // a cleared condition carries its whole duration; the time before the
 // message's first byte left belongs to the previous message.
 func (a *Analyzer) sendBlocked(r *decode.Record, id BufferID, at int64, ev Evidence) {
-	h := a.lookupHalf(r.Flow)
+	h := a.lookupHalf(&r.Flow)
 	if h == nil {
 		return
 	}
@@ -583,7 +583,7 @@ func (a *Analyzer) dropAs(id BufferID, class EventClass, at int64, ev Evidence) 
 // pathNode records the switches a flow crosses; a switch that appears
 // after the flow was established on others is a path change.
 func (a *Analyzer) pathNode(f decode.Flow, id BufferID, at int64, ev Evidence) {
-	h := a.lookupHalf(f)
+	h := a.lookupHalf(&f)
 	if h == nil {
 		return
 	}

@@ -19,7 +19,7 @@ func TestEventOnPathStallOfTheSameQueue(t *testing.T) {
 	build := func(evs map[BufferID][]*Event) *Analyzer {
 		a := New(Options{})
 		for id, es := range evs {
-			a.bufferFlow(id, flow, 0, 0)
+			a.bufferFlow(id, &flow, 0, 0)
 			a.buffers[id].events = es
 		}
 		return a
