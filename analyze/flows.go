@@ -231,9 +231,12 @@ func (h *halfConn) drop(i int) {
 // the one messages and RPCs mostly leave from (they finish in the order
 // they started), goes by reslicing instead of moving all the others:
 // append moves them to a new array only when the capacity behind them
-// runs out. The vacated slot is zeroed, so that it holds no pointer.
+// runs out. The vacated slot is zeroed, so that it holds no pointer. A
+// short slice moves its few elements instead: a connection with one
+// exchange at a time would otherwise leave an array with no capacity
+// behind at every exchange, and allocate a new one for the next.
 func deleteAt[S ~[]E, E any](s S, i int) S {
-	if i == 0 {
+	if i == 0 && len(s) > 8 {
 		var zero E
 		s[0] = zero
 		return s[1:]

@@ -125,7 +125,10 @@ func (a *Analyzer) feedMerged(ctx context.Context, src packetSource, ro RunOptio
 	inflight := max(16, 4*workers)
 	free := make(chan *batch, inflight)
 	for range inflight {
-		free <- &batch{}
+		// Room for the Records of most batches (1.2 per packet in the
+		// large lab trace), so that each does not grow through a dozen
+		// arrays first.
+		free <- &batch{recs: make([]decode.Record, 0, 2*batchPackets)}
 	}
 	done := make(chan *batch, inflight)
 	var readErr error
