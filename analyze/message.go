@@ -233,8 +233,11 @@ func (m *message) segment(o *obs, off, n uint32) bool {
 	// The segments overlapping [off, off+n) are visited in any order:
 	// what the loop gathers does not depend on it. Unordered, every one
 	// may overlap; ordered, those from the first ending after off on.
+	// New data (at or past segEnd) overlaps none, and is not searched.
 	from, to, step := len(m.segs)-1, -1, -1
-	if !m.segsUnordered {
+	if off >= m.segEnd {
+		from = to
+	} else if !m.segsUnordered {
 		lo, hi := 0, len(m.segs)
 		for lo < hi {
 			mid := int(uint(lo+hi) >> 1)
