@@ -9,9 +9,11 @@
 #   package's benchmark generator (TestWriteBenchTrace), are always
 #   measured (their peak RSS shows whether memory stays flat); then each
 #   TRACE given (e.g. the large lab trace of bench/make-large-trace.sh).
-#   Wall times are the best of 3 runs; the CPU seconds of that run and the
-#   load average before and after each row are printed too, since on a
-#   shared machine wall times depend on the other work.
+#   bufscope analyze runs 9 times: its median and best wall times are
+#   printed, with the CPU seconds of the median run; the other tools' wall
+#   times are the best of 3. The load average before and after each row is
+#   printed too, since on a shared machine wall times depend on the other
+#   work.
 #
 # Needs: go, zstd, tshark, /usr/bin/time, jq. Run from anywhere in the
 # repository; scratch files go to a temporary directory removed on exit.
@@ -31,22 +33,23 @@ gen() { # gen PACKETS FILE
 	(cd "$root" && go test -count=1 -run '^TestWriteBenchTrace$' ./analyze -benchtrace "$2" -benchpackets "$1" >/dev/null)
 }
 
-# run NAME CMD... : wall seconds and peak RSS (MiB) of CMD, best of 3
-# walls, and the CPU seconds (user + system, all threads) of that run. On
-# a shared machine the wall time waits for other work; CPU time does not.
+# run RUNS NAME CMD... : the median and best wall seconds of RUNS runs of
+# CMD, its peak RSS (MiB) over them, and the CPU seconds (user + system,
+# all threads) of the median run. On a shared machine the wall time waits
+# for other work; CPU time does not.
 run() {
-	local name=$1; shift
-	local best="" cpu="" rss=0
-	for _ in 1 2 3; do
+	local runs=$1 name=$2; shift 2
+	local rss=0
+	: >"$tmp/walls"
+	for _ in $(seq "$runs"); do
 		/usr/bin/time -f '%e %M %U %S' -o "$tmp/time" "$@" >/dev/null 2>"$tmp/err" || { cat "$tmp/err" >&2; exit 1; }
 		read -r wall kb user sys <"$tmp/time"
-		if [[ -z $best ]] || awk "BEGIN{exit !($wall < $best)}"; then
-			best=$wall
-			cpu=$(awk "BEGIN{print $user + $sys}")
-		fi
+		echo "$wall $(awk "BEGIN{print $user + $sys}")" >>"$tmp/walls"
 		(( kb > rss )) && rss=$kb
 	done
-	echo "$name $best $((rss / 1024)) $cpu"
+	sort -n "$tmp/walls" | awk -v name="$name" -v rss=$((rss / 1024)) '
+		{ w[NR] = $1; c[NR] = $2 }
+		END { m = int((NR + 1) / 2); print name, w[m], w[1], rss, c[m] }'
 }
 
 measure() { # measure FILE LABEL
@@ -56,9 +59,9 @@ measure() { # measure FILE LABEL
 	packets=$(zstd -d -c "$f" | tshark -r - -T fields -e frame.number 2>/dev/null | tail -1)
 	local load0
 	load0=$(cut -d' ' -f1 /proc/loadavg)
-	read -r _ zw _ _ < <(run zstd zstd -d -c "$f")
-	read -r _ bw brss bcpu < <(run analyze "$tmp/bufscope" analyze --slo 20ms --top 0 "$f")
-	read -r _ b1w _ _ < <(run analyze2 "$tmp/bufscope" analyze --slo 20ms --top 0 --workers 2 "$f")
+	read -r _ _ zw _ _ < <(run 3 zstd zstd -d -c "$f")
+	read -r _ bw bbest brss bcpu < <(run 9 analyze "$tmp/bufscope" analyze --slo 20ms --top 0 "$f")
+	read -r _ _ b1w _ _ < <(run 3 analyze2 "$tmp/bufscope" analyze --slo 20ms --top 0 --workers 2 "$f")
 	# tshark reads bufscope traces written Wireshark-readable directly; for
 	# others it gets the decompressed pcapng (noted in the label).
 	local tf=$f
@@ -67,13 +70,13 @@ measure() { # measure FILE LABEL
 		tf=$tmp/plain.pcapng
 		label="$label (tshark on zstd -d output)"
 	fi
-	read -r _ tw trss _ < <(run tshark tshark -2 -r "$tf" -q -z conv,tcp -z io,stat,0,tcp.analysis.retransmission,tcp.analysis.lost_segment)
-	printf '| %s | %s | %s | %.2f s | %.2f s (%.2f M records/s, %d MiB peak; %.2f CPU s) | %.2f s | %.2f s (%d MiB peak) | %.1f× | %s → %s |\n' \
-		"$label" "$packets" "$records" "$zw" "$bw" "$(awk "BEGIN{print $records/$bw/1e6}")" "$brss" "$bcpu" "$b1w" "$tw" "$trss" \
-		"$(awk "BEGIN{print $tw/$bw}")" "$load0" "$(cut -d' ' -f1 /proc/loadavg)"
+	read -r _ _ tw trss _ < <(run 3 tshark tshark -2 -r "$tf" -q -z conv,tcp -z io,stat,0,tcp.analysis.retransmission,tcp.analysis.lost_segment)
+	printf '| %s | %s | %s | %.2f s | %.2f s median, %.2f best (%.2f M / %.2f M records/s; %d MiB peak; %.2f CPU s) | %.2f s | %.2f s (%d MiB peak) | %.1f× | %s → %s |\n' \
+		"$label" "$packets" "$records" "$zw" "$bw" "$bbest" "$(awk "BEGIN{print $records/$bw/1e6}")" "$(awk "BEGIN{print $records/$bbest/1e6}")" \
+		"$brss" "$bcpu" "$b1w" "$tw" "$trss" "$(awk "BEGIN{print $tw/$bw}")" "$load0" "$(cut -d' ' -f1 /proc/loadavg)"
 }
 
-echo "| trace | packets | records | zstd -d | bufscope analyze (default: one decoder per CPU but one) | analyze --workers 2 | tshark -2 TCP analysis | analyze vs tshark | load average (1 min) before → after |"
+echo "| trace | packets | records | zstd -d | bufscope analyze (default: one decoder per CPU but one), 9 runs | analyze --workers 2 | tshark -2 TCP analysis | analyze (median) vs tshark | load average (1 min) before → after |"
 echo "|---|---|---|---|---|---|---|---|---|"
 gen 100000 "$tmp/synth-1e5.zst"
 gen 1000000 "$tmp/synth-1e6.zst"
