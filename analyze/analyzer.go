@@ -454,8 +454,9 @@ func (a *Analyzer) identify(m *message, t *decode.RequestTag) {
 			}
 		}
 	}
-	key := rpcKey{conn: canonical(m.hc.flow), id: t.RPCID}
+	var key rpcKey // only needed, and made, when the connection has no such open RPC
 	if p == nil {
+		key = rpcKey{conn: canonical(m.hc.flow), id: t.RPCID}
 		p = a.rpcs[key]
 	}
 	if p == nil {
