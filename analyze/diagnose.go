@@ -47,26 +47,6 @@ func (r *ring) kth(k int) int64 {
 	return r.kthV
 }
 
-// stats returns the median, the median absolute deviation and the
-// values sorted (a fresh slice the caller owns).
-func (r *ring) stats() (med, mad int64, sorted []int64) {
-	if len(r.v) == 0 {
-		return 0, 0, nil
-	}
-	s := slices.Clone(r.v)
-	slices.Sort(s)
-	med = s[len(s)/2]
-	d := make([]int64, len(s))
-	for i, x := range s {
-		d[i] = x - med
-		if d[i] < 0 {
-			d[i] = -d[i]
-		}
-	}
-	slices.Sort(d)
-	return med, d[len(d)/2], s
-}
-
 type elemKey struct {
 	dir string
 	id  BufferID
@@ -80,9 +60,12 @@ type class struct {
 	recent []elemRing // elems of the last chain added (elemRing)
 	n      int
 	dirty  int
-	med    int64
-	mad    int64
-	sorted []int64
+	// The baseline as last computed (baseline): over nv values (0: not
+	// computed, or no values then), the median, the MAD and the value at
+	// the BaselinePercentile.
+	nv            int
+	med, mad, pth int64
+	scratch       []int64
 }
 
 func (a *Analyzer) class(k classKey) *class {
@@ -119,14 +102,42 @@ func (c *class) elementMedian(k elemKey) int64 {
 	return rg.kth(min(max(i, 0), len(rg.v)-1))
 }
 
-func (c *class) baseline() (med, mad int64, sorted []int64) {
-	// Recomputing on every RPC would sort 512 values per RPC; the median
-	// of a stable class moves slowly.
-	if c.sorted == nil || c.dirty >= 128 {
-		c.med, c.mad, c.sorted = c.lat.stats()
+// baseline returns the class's median latency, its median absolute
+// deviation and, for p in (0, 100), the latency at the p-th percentile
+// (the value at index ⌈p/100·n⌉−1 of the n values sorted); n is how many
+// values they come from. Recomputing on every RPC would select among 512
+// values per RPC; the median of a stable class moves slowly.
+func (c *class) baseline(p float64) (med, mad, pth int64, n int) {
+	if c.nv == 0 || c.dirty >= 128 {
+		c.computeBaseline(p)
 		c.dirty = 0
 	}
-	return c.med, c.mad, c.sorted
+	return c.med, c.mad, c.pth, c.nv
+}
+
+// computeBaseline selects the order statistics baseline returns (nth:
+// the same values a sort would put at those indexes, in linear time).
+func (c *class) computeBaseline(p float64) {
+	s := append(c.scratch[:0], c.lat.v...)
+	c.scratch = s
+	n := len(s)
+	c.nv = n
+	if n == 0 {
+		c.med, c.mad, c.pth = 0, 0, 0
+		return
+	}
+	c.med = nth(s, n/2)
+	c.pth = 0
+	if p > 0 && p < 100 {
+		c.pth = nth(s, min(n-1, int(math.Ceil(p/100*float64(n)))-1))
+	}
+	for i, x := range s { // the same values, in another order
+		if x -= c.med; x < 0 {
+			x = -x
+		}
+		s[i] = x
+	}
+	c.mad = nth(s, n/2)
 }
 
 // judge applies the baseline rules to one RPC.
@@ -138,7 +149,7 @@ func (a *Analyzer) judge(r *RPC) {
 	if c == nil {
 		return
 	}
-	med, mad, sorted := c.baseline()
+	med, mad, pth, nv := c.baseline(a.opts.BaselinePercentile)
 	r.Baseline = med
 	r.Excess = max(0, r.Latency-med)
 	if a.opts.BaselineMADs > 0 {
@@ -151,8 +162,8 @@ func (a *Analyzer) judge(r *RPC) {
 					dur(r.Latency), dur(med), a.opts.BaselineMADs, dur(mad), r.Class, c.n)})
 		}
 	}
-	if p := a.opts.BaselinePercentile; p > 0 && p < 100 && len(sorted) > 0 {
-		thr := sorted[min(len(sorted)-1, int(math.Ceil(p/100*float64(len(sorted))))-1)]
+	if p := a.opts.BaselinePercentile; p > 0 && p < 100 && nv > 0 {
+		thr := pth
 		if r.Latency > thr {
 			a.name(r)
 			r.rules = append(r.rules, Rule{Name: fmt.Sprintf("baseline-p%g", p), RPC: r.ID, Threshold: thr,
