@@ -47,12 +47,12 @@ type baseliner struct {
 // startBaseliner makes later finalizations feed the baselines off the
 // analyzer's goroutine: on one of its own if own, else on whichever
 // goroutine calls serve. Finish stops it.
-func (a *Analyzer) startBaseliner(own bool) *baseliner {
+func (a *Analyzer) startBaseliner(own bool) {
 	b := &baseliner{wake: make(chan struct{}, 1), done: make(chan struct{})}
 	a.bl = b
 	if !own {
 		close(b.done)
-		return b
+		return
 	}
 	go func() {
 		defer close(b.done)
@@ -62,7 +62,6 @@ func (a *Analyzer) startBaseliner(own bool) *baseliner {
 			}
 		}
 	}()
-	return b
 }
 
 // serve feeds the queued batches, one at a time, and reports whether more
