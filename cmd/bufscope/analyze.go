@@ -99,17 +99,18 @@ func (o *analyzeOptions) validate() error {
 }
 
 func runAnalyze(ctx context.Context, o *analyzeOptions) error {
-	if os.Getenv("BUFSCOPE_HUGEPAGES") != "0" {
-		// The analysis holds about 100 MB of heap on the large lab trace
-		// (docs/performance.md); a refusal only costs speed.
-		_ = hugepage.Advise(analyze.HugepageHeap)
-	}
 	if err := o.validate(); err != nil {
 		return err
 	}
 	from, to, err := resolveTimeRange(o.From, o.To, o.Files)
 	if err != nil {
 		return err
+	}
+	if os.Getenv("BUFSCOPE_HUGEPAGES") != "0" {
+		// The analysis holds about 100 MB of heap on the large lab trace
+		// (docs/performance.md); a refusal only costs speed. Asked once
+		// the flags are known good: it allocates and collects.
+		_ = hugepage.Advise(analyze.HugepageHeap)
 	}
 	aopts := analyze.Options{SLO: o.SLO, BaselineMADs: o.MADs, BaselinePercentile: o.Percentile, Window: o.Window,
 		From: from, To: to}
