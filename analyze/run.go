@@ -64,11 +64,11 @@ func Run(ctx context.Context, files []string, ro RunOptions, opts Options) (*Res
 		ro.Workers = max(1, runtime.GOMAXPROCS(0)-1)
 	}
 	if ro.Workers == 1 && runtime.GOMAXPROCS(0) <= 2 && ro.Reader.Workers == 0 && len(files) == 1 {
-		// One goroutine reads, decompresses and decodes, instead of that
-		// one and two decompressing workers besides the analyzer's (and
-		// the baseline worker, baselines.go), and each frame is parsed
-		// while it is still in the cache it was decompressed into (3 %
-		// less CPU, docs/performance.md).
+		// One goroutine reads, decompresses and decodes (and feeds the
+		// baselines, baselines.go), instead of that one and two
+		// decompressing workers besides the analyzer's, and each frame is
+		// parsed while it is still in the cache it was decompressed into
+		// (3 % less CPU, docs/performance.md).
 		ro.Reader.Inline = true
 	}
 	readers := make([]*capture.Reader, 0, len(files))
